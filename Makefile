@@ -1,0 +1,88 @@
+# mod_keepalive: honest, per-vhost keep-alive for Apache httpd 2.4.
+#
+#   make            build build/mod_keepalive.so
+#   make run        build, then serve a demo site on 127.0.0.1:$(PORT) with the module
+#   make test       unit tests of the policy core, then integration tests on a real httpd
+#   make install    install into the running httpd's module directory (apxs -i)
+
+include apxs/config.mk
+
+VERSION    := 0.1.0
+PORT       ?= 8080
+PYTHON     ?= /usr/bin/python3
+BUILD      := build
+OBJ        := $(BUILD)/obj
+MODULE_SO  := $(BUILD)/mod_keepalive.so
+UNIT_TESTS := $(BUILD)/unit_tests
+
+# Debian packages the build, the demo and the tests need.
+DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
+                libgtest-dev python3 python3-pytest
+
+CXX      ?= g++
+CXXFLAGS ?= -O2 -g
+WARNINGS := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Werror
+CXXSTD   := -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden
+DEFINES  := -DMOD_KEEPALIVE_VERSION=\"$(VERSION)\"
+
+# The policy core is built without any httpd include path: it must not need one.
+CORE_SOURCES    := mod_keepalive/ka_policy.cpp mod_keepalive/ka_tokens.cpp
+ADAPTER_SOURCES := mod_keepalive/mod_keepalive.cpp
+UNIT_SOURCES    := $(wildcard tests/unit/*.cpp)
+
+CORE_OBJECTS    := $(CORE_SOURCES:%.cpp=$(OBJ)/%.o)
+ADAPTER_OBJECTS := $(ADAPTER_SOURCES:%.cpp=$(OBJ)/%.o)
+UNIT_OBJECTS    := $(UNIT_SOURCES:%.cpp=$(OBJ)/%.o)
+
+.PHONY: all deps run test unit-test integration-test install uninstall clean
+
+all: $(MODULE_SO)
+
+deps:
+	@apxs/install-deps $(DEB_PACKAGES)
+
+$(OBJ)/mod_keepalive/ka_%.o: mod_keepalive/ka_%.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(CXXSTD) $(CXXFLAGS) $(WARNINGS) $(DEFINES) -MMD -MP -c $< -o $@
+
+$(ADAPTER_OBJECTS): $(OBJ)/%.o: %.cpp
+	@test -n "$(APXS_INCLUDEDIR)" || { echo "apxs not found: run 'make deps' (Debian package apache2-dev)" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(CXX) $(CXXSTD) $(CXXFLAGS) $(WARNINGS) $(DEFINES) $(addprefix -isystem ,$(filter-out -I.,$(patsubst -I%,%,$(filter -I%,$(HTTPD_CPPFLAGS))))) \
+	    $(filter-out -I%,$(HTTPD_CPPFLAGS)) -MMD -MP -c $< -o $@
+
+$(MODULE_SO): $(CORE_OBJECTS) $(ADAPTER_OBJECTS)
+	$(CXX) -shared $(CXXFLAGS) -Wl,-z,relro -Wl,-z,now -Wl,--no-undefined-version -o $@ $^
+
+$(OBJ)/tests/unit/%.o: tests/unit/%.cpp
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 $(CXXFLAGS) $(WARNINGS) -Imod_keepalive -MMD -MP -c $< -o $@
+
+$(UNIT_TESTS): $(CORE_OBJECTS) $(UNIT_OBJECTS)
+	$(CXX) $(CXXFLAGS) -o $@ $^ -lgtest -lgtest_main -pthread
+
+unit-test: $(UNIT_TESTS)
+	$(UNIT_TESTS)
+
+integration-test: $(MODULE_SO)
+	$(PYTHON) -m pytest -p no:cacheprovider -rs tests/integration
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
+	@$(MAKE) --no-print-directory unit-test
+	@$(MAKE) --no-print-directory integration-test
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@$(PYTHON) tests/demo.py --port $(PORT) --module $(MODULE_SO)
+
+install: $(MODULE_SO)
+	$(APXS) -i -S LIBEXECDIR=$(DESTDIR)$(APXS_LIBEXECDIR) -n keepalive $(MODULE_SO)
+
+uninstall:
+	rm -f $(DESTDIR)$(APXS_LIBEXECDIR)/mod_keepalive.so
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(CORE_OBJECTS:.o=.d) $(ADAPTER_OBJECTS:.o=.d) $(UNIT_OBJECTS:.o=.d)
