@@ -62,7 +62,7 @@ $(UNIT_TESTS): $(CORE_OBJECTS) $(UNIT_OBJECTS)
 	$(CXX) $(CXXFLAGS) -o $@ $^ -lgtest -lgtest_main -pthread
 
 unit-test: $(UNIT_TESTS)
-	$(UNIT_TESTS)
+	$(UNIT_TESTS) --gtest_brief=1
 
 integration-test: $(MODULE_SO)
 	$(PYTHON) -m pytest -p no:cacheprovider -rs tests/integration

@@ -42,6 +42,10 @@
 #include "ka_policy.h"
 #include "ka_tokens.h"
 
+#ifndef MOD_KEEPALIVE_VERSION
+#error "MOD_KEEPALIVE_VERSION must be defined by the build (see Makefile)"
+#endif
+
 extern "C" {
 extern module AP_MODULE_DECLARE_DATA keepalive_module;
 }
@@ -291,7 +295,15 @@ int add_observe_filter(request_rec* r) {
     return DECLINED;
 }
 
+// Adds "mod_keepalive/VERSION" to the Server banner; httpd shows module
+// components only with "ServerTokens Full", so the admin decides.
+int add_version_component(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_rec*) {
+    ap_add_version_component(pconf, "mod_keepalive/" MOD_KEEPALIVE_VERSION);
+    return OK;
+}
+
 void register_hooks(apr_pool_t*) {
+    ap_hook_post_config(add_version_component, nullptr, nullptr, APR_HOOK_MIDDLE);
     static const char* const after_http_core[] = {"http_core.c", nullptr};
     ap_hook_create_request(add_prepare_filter, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(add_observe_filter, after_http_core, nullptr, APR_HOOK_REALLY_LAST);
