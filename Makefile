@@ -4,10 +4,16 @@
 #   make run        build, then serve a demo site on 127.0.0.1:$(PORT) with the module
 #   make test       unit tests of the policy core, then integration tests on a real httpd
 #   make install    install into the running httpd's module directory (apxs -i)
+#   make deb        build the Debian package build/libapache2-mod-keepalive_*.deb
 
 include apxs/config.mk
 
-VERSION    := 0.1.0
+# debian/changelog is the one place the version is written: the upstream part
+# of its first entry ("0.1.0" of "0.1.0-1"), read without needing dpkg-dev.
+VERSION    := $(shell sed -n '1{s/^[^(]*(\([0-9]*:\)\{0,1\}\([^)]*\)).*/\2/;s/-[^-]*$$//;p;q;}' debian/changelog)
+ifeq ($(VERSION),)
+$(error cannot read the version from the first line of debian/changelog)
+endif
 PORT       ?= 8080
 PYTHON     ?= /usr/bin/python3
 BUILD      := build
@@ -18,6 +24,10 @@ UNIT_TESTS := $(BUILD)/unit_tests
 # Debian packages the build, the demo and the tests need.
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
                 libgtest-dev python3 python3-pytest
+# ... and those "make deb" needs: debian/control's Build-Depends (dh-apache2
+# is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
+DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
+                      libgtest-dev lintian
 
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
@@ -34,32 +44,38 @@ CORE_OBJECTS    := $(CORE_SOURCES:%.cpp=$(OBJ)/%.o)
 ADAPTER_OBJECTS := $(ADAPTER_SOURCES:%.cpp=$(OBJ)/%.o)
 UNIT_OBJECTS    := $(UNIT_SOURCES:%.cpp=$(OBJ)/%.o)
 
-.PHONY: all deps run test unit-test integration-test install uninstall clean
+.PHONY: all deps deps-deb run test unit-test integration-test deb install uninstall clean
 
 all: $(MODULE_SO)
 
 deps:
 	@apxs/install-deps $(DEB_PACKAGES)
 
+deps-deb:
+	@apxs/install-deps $(DEB_BUILD_PACKAGES)
+
 $(OBJ)/mod_keepalive/ka_%.o: mod_keepalive/ka_%.cpp
 	@mkdir -p $(@D)
-	$(CXX) $(CXXSTD) $(CXXFLAGS) $(WARNINGS) $(DEFINES) -MMD -MP -c $< -o $@
+	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(DEFINES) -MMD -MP -c $< -o $@
 
 $(ADAPTER_OBJECTS): $(OBJ)/%.o: %.cpp
 	@test -n "$(APXS_INCLUDEDIR)" || { echo "apxs not found: run 'make deps' (Debian package apache2-dev)" >&2; exit 1; }
 	@mkdir -p $(@D)
-	$(CXX) $(CXXSTD) $(CXXFLAGS) $(WARNINGS) $(DEFINES) $(addprefix -isystem ,$(filter-out -I.,$(patsubst -I%,%,$(filter -I%,$(HTTPD_CPPFLAGS))))) \
+	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(DEFINES) $(addprefix -isystem ,$(filter-out -I.,$(patsubst -I%,%,$(filter -I%,$(HTTPD_CPPFLAGS))))) \
 	    $(filter-out -I%,$(HTTPD_CPPFLAGS)) -MMD -MP -c $< -o $@
 
+# The adapter carries the version, read from debian/changelog.
+$(ADAPTER_OBJECTS): debian/changelog
+
 $(MODULE_SO): $(CORE_OBJECTS) $(ADAPTER_OBJECTS)
-	$(CXX) -shared $(CXXFLAGS) -Wl,-z,relro -Wl,-z,now -Wl,--no-undefined-version -o $@ $^
+	$(CXX) -shared $(CXXFLAGS) $(LDFLAGS) -Wl,-z,relro -Wl,-z,now -Wl,--no-undefined-version -o $@ $^
 
 $(OBJ)/tests/unit/%.o: tests/unit/%.cpp
 	@mkdir -p $(@D)
-	$(CXX) -std=c++17 $(CXXFLAGS) $(WARNINGS) -Imod_keepalive -MMD -MP -c $< -o $@
+	$(CXX) -std=c++17 $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) -Imod_keepalive -MMD -MP -c $< -o $@
 
 $(UNIT_TESTS): $(CORE_OBJECTS) $(UNIT_OBJECTS)
-	$(CXX) $(CXXFLAGS) -o $@ $^ -lgtest -lgtest_main -pthread
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ -lgtest -lgtest_main -pthread
 
 unit-test: $(UNIT_TESTS)
 	$(UNIT_TESTS) --gtest_brief=1
@@ -75,6 +91,11 @@ test: deps
 run: deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tests/demo.py --port $(PORT) --module $(MODULE_SO)
+
+# Builds the package from a copy of the tree under build/deb/ and copies the
+# .deb to build/; lintian must find no error in it.
+deb: deps-deb
+	@apxs/build-deb
 
 install: $(MODULE_SO)
 	$(APXS) -i -S LIBEXECDIR=$(DESTDIR)$(APXS_LIBEXECDIR) -n keepalive $(MODULE_SO)
