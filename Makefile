@@ -3,7 +3,8 @@
 #   make            build build/mod_keepalive.so
 #   make run        build, then serve a demo site on 127.0.0.1:$(PORT) with the module
 #   make test       unit tests of the policy core, then integration tests on a real httpd
-#   make install    install into the running httpd's module directory (apxs -i)
+#   make install    install into the running httpd's module directory (apxs -i),
+#                   under $(DESTDIR) if set; make uninstall removes that one file
 #   make deb        build the Debian package build/libapache2-mod-keepalive_*.deb
 
 include apxs/config.mk
@@ -97,11 +98,27 @@ run: deps
 deb: deps-deb
 	@apxs/build-deb
 
+# Source installs: apxs -i copies the module into httpd's module directory,
+# $(DESTDIR) in front of it when set (for staged installs). Both refuse to
+# touch a module that a package (libapache2-mod-keepalive) owns.
+INSTALLED_SO := $(DESTDIR)$(APXS_LIBEXECDIR)/mod_keepalive.so
+define refuse_if_packaged
+@if [ -z "$(DESTDIR)" ] && command -v dpkg-query >/dev/null 2>&1 && \
+	    owner=$$(dpkg-query -S $(INSTALLED_SO) 2>/dev/null); then \
+	    echo "$(INSTALLED_SO) belongs to the package $${owner%%:*}: use apt to remove or upgrade it" >&2; \
+	    exit 1; fi
+endef
+
 install: $(MODULE_SO)
+	@test -n "$(APXS_LIBEXECDIR)" || { echo "apxs not found: run 'make deps' (Debian: apache2-dev, RHEL/Fedora: httpd-devel)" >&2; exit 1; }
+	$(refuse_if_packaged)
+	install -d $(DESTDIR)$(APXS_LIBEXECDIR)
 	$(APXS) -i -S LIBEXECDIR=$(DESTDIR)$(APXS_LIBEXECDIR) -n keepalive $(MODULE_SO)
 
 uninstall:
-	rm -f $(DESTDIR)$(APXS_LIBEXECDIR)/mod_keepalive.so
+	@test -n "$(APXS_LIBEXECDIR)" || { echo "apxs not found: cannot tell the module directory" >&2; exit 1; }
+	$(refuse_if_packaged)
+	rm -f $(INSTALLED_SO)
 
 clean:
 	rm -rf $(BUILD)
