@@ -6,6 +6,7 @@
 #   make install    install into the running httpd's module directory (apxs -i),
 #                   under $(DESTDIR) if set; make uninstall removes that one file
 #   make deb        build the Debian package build/libapache2-mod-keepalive_*.deb
+#   make test-package  as root: install that package, a2enmod, run apache2, purge
 
 include apxs/config.mk
 
@@ -45,7 +46,8 @@ CORE_OBJECTS    := $(CORE_SOURCES:%.cpp=$(OBJ)/%.o)
 ADAPTER_OBJECTS := $(ADAPTER_SOURCES:%.cpp=$(OBJ)/%.o)
 UNIT_OBJECTS    := $(UNIT_SOURCES:%.cpp=$(OBJ)/%.o)
 
-.PHONY: all deps deps-deb run test unit-test integration-test deb install uninstall clean
+.PHONY: all deps deps-deb run test unit-test integration-test deb test-package \
+        install uninstall clean
 
 all: $(MODULE_SO)
 
@@ -97,6 +99,10 @@ run: deps
 # .deb to build/; lintian must find no error in it.
 deb: deps-deb
 	@apxs/build-deb
+
+# Needs root: installs the package into this machine's apache2 and removes it.
+test-package:
+	@tests/package/test-package.sh
 
 # Source installs: apxs -i copies the module into httpd's module directory,
 # $(DESTDIR) in front of it when set (for staged installs). Both refuse to
