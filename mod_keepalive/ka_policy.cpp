@@ -48,7 +48,8 @@ CloseReason close_reason(const ConnectionLimits& limits, const ResponseFacts& f,
     if (httpd_find_token(f.response_connection, "close") || list_has_token(f.response_connection, "close")) {
         return CloseReason::ResponseClose;
     }
-    if (limits.max_requests > 0 && limits.max_requests - f.responses_kept_before <= 0) {
+    // As core: only 0 means unlimited; a negative MaxKeepAliveRequests closes.
+    if (limits.max_requests != 0 && limits.max_requests - f.responses_kept_before <= 0) {
         return CloseReason::BudgetReached;
     }
     return CloseReason::None;
@@ -114,7 +115,7 @@ Decision decide(const ConnectionLimits& limits, const ResponseFacts& facts) {
 
     d.idle_timeout_us = limits.idle_timeout_us;
     d.advertised_timeout_s = static_cast<int>(limits.idle_timeout_us / kMicrosPerSecond);
-    d.max_remaining = limits.max_requests > 0 ? limits.max_requests - facts.responses_kept_before : -1;
+    d.max_remaining = limits.max_requests != 0 ? limits.max_requests - facts.responses_kept_before : -1;
     d.format_keep_alive_header();
     return d;
 }

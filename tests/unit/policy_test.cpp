@@ -73,6 +73,13 @@ TEST(Policy, BudgetUsedUpCloses) {
     EXPECT_EQ(d.connection_header(), "close");
 }
 
+TEST(Policy, NegativeBudgetClosesEveryResponseAsCoreDoes) {
+    // httpd accepts MaxKeepAliveRequests -1; only 0 means unlimited.
+    const Decision d = decide(limits(5000000, -1), http11());
+    EXPECT_EQ(d.reason, CloseReason::BudgetReached);
+    EXPECT_EQ(header(d), "");
+}
+
 TEST(Policy, UnlimitedBudgetAdvertisesTimeoutAlone) {
     ResponseFacts f = http11();
     f.responses_kept_before = 100000;

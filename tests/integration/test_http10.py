@@ -1,0 +1,108 @@
+"""HTTP/1.0 clients are persistent only when they ask for it."""
+
+import pytest
+
+from harness import (STREAM_CONFIG, STREAM_FILES, assert_closed_soon,
+                     assert_closing_without_keepalive, assert_keepalive, serve)
+from httpd import HttpdServer
+from rawhttp import RawConnection, build_request
+
+
+@pytest.fixture(scope="module")
+def server(mpm, module_path):
+    yield from serve(HttpdServer(
+        mpm, module_path, keepalive=("On", "5", "100"),
+        extra_modules=["lua"], files=STREAM_FILES, extra_config=STREAM_CONFIG,
+        name="http10"))
+
+
+def http10(path="/", connection=None, method="GET"):
+    headers = [("Connection", connection)] if connection is not None else []
+    return build_request(method=method, path=path, version="HTTP/1.0",
+                         headers=headers)
+
+
+def test_http10_without_keepalive_gets_close_and_socket_closes(server):
+    req = http10()
+    with RawConnection("127.0.0.1", server.port) as c:
+        resp = c.request(req)
+        assert resp.status == 200, resp.describe(req)
+        assert_closing_without_keepalive(resp, req)
+        assert_closed_soon(c, req, resp, within=1.0)
+
+
+def test_http10_without_host_header_and_without_keepalive_closes(server):
+    req = b"GET /small.txt HTTP/1.0\r\n\r\n"
+    with RawConnection("127.0.0.1", server.port) as c:
+        resp = c.request(req)
+        assert resp.status == 200, resp.describe(req)
+        assert_closing_without_keepalive(resp, req)
+        assert_closed_soon(c, req, resp, within=1.0)
+
+
+@pytest.mark.parametrize("token", ["keep-alive", "Keep-Alive", "KEEP-ALIVE",
+                                   "foo, keep-alive"])
+def test_http10_keepalive_request_stays_open_and_max_counts_down(server,
+                                                                  token):
+    req = http10(connection=token)
+    with RawConnection("127.0.0.1", server.port) as c:
+        for left in (100, 99, 98):
+            resp = c.request(req)
+            assert resp.status == 200, resp.describe(req)
+            assert_keepalive(resp, 5, left, req)
+        assert not c.is_closed(0.3), (
+            "server closed an HTTP/1.0 keep-alive connection right away\n"
+            + resp.describe(req))
+
+
+def test_http10_head_keepalive_request_advertises_keepalive(server):
+    req = http10(method="HEAD", connection="keep-alive")
+    with RawConnection("127.0.0.1", server.port) as c:
+        resp = c.request(req)
+        assert resp.status == 200, resp.describe(req)
+        assert_keepalive(resp, 5, 100, req)
+
+
+def test_http10_lookalike_token_is_not_an_opt_in(server):
+    req = http10(connection="x-keep-alive")
+    with RawConnection("127.0.0.1", server.port) as c:
+        resp = c.request(req)
+        assert resp.status == 200, resp.describe(req)
+        assert_closing_without_keepalive(resp, req)
+        assert_closed_soon(c, req, resp)
+
+
+def test_plain_http10_request_after_keepalive_ones_closes(server):
+    with RawConnection("127.0.0.1", server.port) as c:
+        req = http10(connection="keep-alive")
+        resp = c.request(req)
+        assert_keepalive(resp, 5, 100, req)
+        req = http10()
+        resp = c.request(req)
+        assert resp.status == 200, resp.describe(req)
+        assert_closing_without_keepalive(resp, req)
+        assert_closed_soon(c, req, resp)
+
+
+def test_http10_keepalive_request_for_response_of_unknown_length_closes(
+        server):
+    # No Content-Length and HTTP/1.0 cannot chunk: the body ends at EOF, so
+    # the connection cannot stay open whatever the client asked for.
+    req = http10(path="/stream", connection="keep-alive")
+    with RawConnection("127.0.0.1", server.port) as c:
+        resp = c.request(req)
+        assert resp.status == 200, resp.describe(req)
+        assert not resp.has("Content-Length"), (
+            "test precondition: /stream must have no Content-Length\n"
+            + resp.describe(req))
+        assert resp.body == b"part one\npart two\n", resp.describe(req)
+        assert_closing_without_keepalive(resp, req)
+        assert c.eof, "body was read to EOF, the server must have closed"
+
+
+def test_http10_keepalive_and_close_tokens_together_close(server):
+    req = http10(connection="keep-alive, close")
+    with RawConnection("127.0.0.1", server.port) as c:
+        resp = c.request(req)
+        assert_closing_without_keepalive(resp, req)
+        assert_closed_soon(c, req, resp)
