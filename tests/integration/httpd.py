@@ -170,6 +170,7 @@ class HttpdServer:
     extra_modules: module names (e.g. "lua") to load in addition.
     files: {path relative to the server directory: bytes} written before
         start (e.g. scripts referenced by extra_config).
+    port: listen on this port instead of a free one picked at start.
     In extra_config, @PORT@, @DIR@ and @DOCROOT@ are replaced by the
     listening port, the server directory and the DocumentRoot.
     """
@@ -177,7 +178,7 @@ class HttpdServer:
     def __init__(self, mpm, module_path=None, http2=False,
                  keepalive=("On", "5", "100"), extra_config="",
                  extra_modules=(), files=None, log_level="notice",
-                 name="httpd"):
+                 name="httpd", port=None):
         if mpm not in MPM_CONFIG:
             raise ValueError("unknown MPM %r" % mpm)
         self.mpm = mpm
@@ -191,6 +192,7 @@ class HttpdServer:
         self.log_level = log_level
         self.name = name
         self.dir = None
+        self.fixed_port = port
         self.port = None
         self.proc = None
         self.pgid = None
@@ -317,8 +319,8 @@ class HttpdServer:
     def start(self):
         self._make_dirs()
         last_error = None
-        for _attempt in range(BIND_RETRIES):
-            self.port = free_port()
+        for _attempt in range(1 if self.fixed_port else BIND_RETRIES):
+            self.port = self.fixed_port or free_port()
             self.conf_path.write_text(self.config_text())
             os.chmod(self.conf_path, 0o644)
             for p in (self.error_log_path, self.stdio_path):
