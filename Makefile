@@ -25,7 +25,7 @@ UNIT_TESTS := $(BUILD)/unit_tests
 
 # Debian packages the build, the demo and the tests need.
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
-                libgtest-dev python3 python3-pytest
+                libgtest-dev python3 python3-pytest nghttp2-client wrk
 # ... and those "make deb" needs: debian/control's Build-Depends (dh-apache2
 # is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
 DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
@@ -33,6 +33,7 @@ DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
 
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
+LDFLAGS  ?= -Wl,-z,relro -Wl,-z,now
 WARNINGS := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Werror
 CXXSTD   := -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden
 DEFINES  := -DMOD_KEEPALIVE_VERSION=\"$(VERSION)\"
@@ -71,7 +72,7 @@ $(ADAPTER_OBJECTS): $(OBJ)/%.o: %.cpp
 $(ADAPTER_OBJECTS): debian/changelog
 
 $(MODULE_SO): $(CORE_OBJECTS) $(ADAPTER_OBJECTS)
-	$(CXX) -shared $(CXXFLAGS) $(LDFLAGS) -Wl,-z,relro -Wl,-z,now -Wl,--no-undefined-version -o $@ $^
+	$(CXX) -shared $(CXXFLAGS) $(LDFLAGS) -Wl,--as-needed -o $@ $^
 
 $(OBJ)/tests/unit/%.o: tests/unit/%.cpp
 	@mkdir -p $(@D)
