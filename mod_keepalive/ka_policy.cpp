@@ -1,5 +1,6 @@
 #include "ka_policy.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "ka_tokens.h"
@@ -8,6 +9,8 @@ namespace keepalive {
 namespace {
 
 constexpr std::int64_t kMicrosPerSecond = 1000000;
+constexpr std::int64_t kMaxSeconds = 2147483647;  // timeout= must fit an int
+constexpr std::int64_t kMaxRequestCount = 2147483647;
 
 // httpd's ap_status_drops_connection(): after these the request stream can no
 // longer be trusted, so core closes whatever the configuration says.
@@ -32,28 +35,42 @@ bool asks_for_close(std::string_view connection_field) {
     return list_has_token(connection_field, "close") || httpd_find_token(connection_field, "close");
 }
 
+// The idle timeout the request's directives ask for.
+std::int64_t requested_idle_timeout(const ConnectionLimits& limits, const Settings& settings) {
+    return settings.idle_timeout_us.value_or(limits.idle_timeout_us);
+}
+
 // Why this response must close the connection, or None. The order puts the
 // reason an administrator can act on first when several apply.
-CloseReason close_reason(const ConnectionLimits& limits, const ResponseFacts& f, bool opted_in) {
+CloseReason close_reason(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& f,
+                         bool opted_in) {
+    const bool http10 = !at_least_http11(f);
     if (f.connection_marked_close) return CloseReason::MarkedClose;
     if (f.server_stopping) return CloseReason::ServerStopping;
     if (asks_for_close(f.request_connection)) return CloseReason::ClientClose;
-    if (!at_least_http11(f) && !opted_in) return CloseReason::Http10NoOptIn;
+    if (http10 && !opted_in) return CloseReason::Http10NoOptIn;
+    if (http10 && !settings.http10) return CloseReason::Http10Refused;
+    if (http10 && f.forward_proxy) return CloseReason::Http10Proxy;
     if (f.forced_http10) return CloseReason::ForcedHttp10;
-    if (!limits.keep_alive || limits.idle_timeout_us <= 0) return CloseReason::Disabled;
+    if (!limits.keep_alive || requested_idle_timeout(limits, settings) <= 0 ||
+        (!limits.per_response_idle_timeout && limits.idle_timeout_us <= 0)) {
+        return CloseReason::Disabled;
+    }
     if (f.nokeepalive_env && !f.via_present) return CloseReason::DisabledByEnv;
+    if (f.disabled_by_condition) return CloseReason::DisabledByCondition;
     if (status_drops_connection(f.status)) return CloseReason::ErrorStatus;
     if (f.expecting_100) return CloseReason::ExpectContinue;
-    if (f.framing == BodyFraming::Undelimited && !at_least_http11(f)) return CloseReason::UndelimitedBody;
-    if (httpd_find_token(f.response_connection, "close") || list_has_token(f.response_connection, "close")) {
-        return CloseReason::ResponseClose;
-    }
+    if (f.framing == BodyFraming::Undelimited && http10) return CloseReason::UndelimitedBody;
+    if (asks_for_close(f.response_connection)) return CloseReason::ResponseClose;
+    const std::int64_t lifetime = settings.max_lifetime_us.value_or(0);
+    if (lifetime > 0 && f.connection_age_us >= lifetime) return CloseReason::LifetimeReached;
     // As core: only 0 means unlimited; a negative MaxKeepAliveRequests closes.
-    if (limits.max_requests != 0 && limits.max_requests - f.responses_kept_before <= 0) {
-        return CloseReason::BudgetReached;
-    }
+    const int max_requests = settings.max_requests.value_or(limits.max_requests);
+    if (max_requests != 0 && max_requests - f.responses_kept_before <= 0) return CloseReason::BudgetReached;
     return CloseReason::None;
 }
+
+std::string format_ms(std::int64_t microseconds) { return std::to_string(microseconds / 1000) + "ms"; }
 
 }  // namespace
 
@@ -64,14 +81,18 @@ const char* reason_name(CloseReason reason) {
         case CloseReason::ServerStopping: return "server-stopping";
         case CloseReason::ClientClose: return "client-close";
         case CloseReason::Http10NoOptIn: return "http10-no-optin";
+        case CloseReason::Http10Refused: return "http10-refused";
+        case CloseReason::Http10Proxy: return "http10-proxy";
         case CloseReason::ForcedHttp10: return "forced-http10";
         case CloseReason::Disabled: return "disabled";
         case CloseReason::DisabledByEnv: return "disabled-by-env";
+        case CloseReason::DisabledByCondition: return "disabled-by-condition";
         case CloseReason::ErrorStatus: return "error-status";
         case CloseReason::ExpectContinue: return "expect-100";
         case CloseReason::UndelimitedBody: return "undelimited-body";
         case CloseReason::ResponseClose: return "response-close";
         case CloseReason::BudgetReached: return "budget-reached";
+        case CloseReason::LifetimeReached: return "lifetime-reached";
     }
     return "unknown";
 }
@@ -104,20 +125,65 @@ void Decision::format_keep_alive_header() {
     header_length_ = static_cast<std::size_t>(out - header_.data());
 }
 
-Decision decide(const ConnectionLimits& limits, const ResponseFacts& facts) {
+Decision decide(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& facts) {
     Decision d;
     if (facts.multiplexed || facts.headerless) return d;
 
     d.client_opted_in = list_has_token(facts.request_connection, "keep-alive");
-    d.reason = close_reason(limits, facts, d.client_opted_in);
+    d.reason = close_reason(limits, settings, facts, d.client_opted_in);
     d.verdict = d.reason == CloseReason::None ? Verdict::Keep : Verdict::Close;
     if (!d.keep()) return d;
 
-    d.idle_timeout_us = limits.idle_timeout_us;
-    d.advertised_timeout_s = static_cast<int>(limits.idle_timeout_us / kMicrosPerSecond);
-    d.max_remaining = limits.max_requests != 0 ? limits.max_requests - facts.responses_kept_before : -1;
+    // Under event the server waits the virtual host's time whatever a
+    // directory asks: advertise no more than that, and no more than asked.
+    const std::int64_t requested = requested_idle_timeout(limits, settings);
+    d.idle_timeout_us = limits.per_response_idle_timeout ? requested : limits.idle_timeout_us;
+    d.advertised_timeout_us = std::min(requested, d.idle_timeout_us);
+    if (settings.advertised_timeout_us) {
+        d.advertised_timeout_us = std::min(d.advertised_timeout_us, *settings.advertised_timeout_us);
+    }
+    d.advertised_timeout_s = static_cast<int>(d.advertised_timeout_us / kMicrosPerSecond);
+    const int max_requests = settings.max_requests.value_or(limits.max_requests);
+    d.max_remaining = max_requests != 0 ? max_requests - facts.responses_kept_before : -1;
+    switch (settings.header_mode) {
+        case HeaderMode::Always: d.send_header = true; break;
+        case HeaderMode::OnRequest: d.send_header = d.client_opted_in; break;
+        case HeaderMode::Never: d.send_header = false; break;
+    }
     d.format_keep_alive_header();
     return d;
+}
+
+std::optional<std::string> check_timeout(std::int64_t microseconds) {
+    if (microseconds < 0) return std::string("must not be negative");
+    if (microseconds / kMicrosPerSecond > kMaxSeconds) return "must be at most " + std::to_string(kMaxSeconds) + "s";
+    return std::nullopt;
+}
+
+std::optional<std::string> check_lifetime(std::int64_t microseconds) { return check_timeout(microseconds); }
+
+std::optional<std::string> check_advertised_timeout(std::int64_t advertised_us, std::int64_t idle_us) {
+    if (advertised_us <= idle_us) return std::nullopt;
+    return "advertised " + format_ms(advertised_us) + " is above the idle timeout the server enforces (" +
+           format_ms(idle_us) + "): clients would be told to wait longer than the server does";
+}
+
+std::optional<int> parse_request_count(std::string_view text) {
+    if (text.empty() || text.size() > 10) return std::nullopt;
+    std::int64_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        value = value * 10 + (c - '0');
+    }
+    if (value > kMaxRequestCount) return std::nullopt;
+    return static_cast<int>(value);
+}
+
+std::optional<HeaderMode> parse_header_mode(std::string_view text) {
+    if (ascii_iequals(text, "Always")) return HeaderMode::Always;
+    if (ascii_iequals(text, "OnRequest")) return HeaderMode::OnRequest;
+    if (ascii_iequals(text, "Never")) return HeaderMode::Never;
+    return std::nullopt;
 }
 
 }  // namespace keepalive

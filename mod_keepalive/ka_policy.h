@@ -8,17 +8,41 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace keepalive {
 
-// What the server will actually enforce for the connection after this
-// response: core's KeepAlive, KeepAliveTimeout and MaxKeepAliveRequests as
-// they apply to the request's virtual host.
+// Core's per-server values as they apply to the request's virtual host:
+// KeepAlive, KeepAliveTimeout (as the MPM enforces it) and MaxKeepAliveRequests.
 struct ConnectionLimits {
     bool keep_alive = true;                   // KeepAlive On|Off
     std::int64_t idle_timeout_us = 5000000;  // the idle wait the MPM enforces
     int max_requests = 100;                   // MaxKeepAliveRequests; 0 = unlimited
+    // Whether the server can wait a different time after each response
+    // (prefork, worker: the socket timeout) or only the virtual host's
+    // (event: one keep-alive queue per timeout, fixed at start-up).
+    bool per_response_idle_timeout = true;
+};
+
+// When the Keep-Alive header is sent on a persistent response.
+enum class HeaderMode {
+    Always,     // on every persistent HTTP/1.x response (the module's default)
+    OnRequest,  // only when the request carried the keep-alive token (core's way)
+    Never,
+};
+
+// mod_keepalive's own directives, merged for the request. Unset values fall
+// back to core's (ConnectionLimits), so with none set nothing changes but
+// the header.
+struct Settings {
+    HeaderMode header_mode = HeaderMode::Always;
+    std::optional<std::int64_t> idle_timeout_us;        // KeepAliveIdleTimeout
+    std::optional<std::int64_t> advertised_timeout_us;  // KeepAliveAdvertisedTimeout
+    std::optional<int> max_requests;                    // KeepAliveMaxRequests
+    std::optional<std::int64_t> max_lifetime_us;        // KeepAliveMaxLifetime
+    bool http10 = true;                                 // KeepAliveHTTP10
 };
 
 // How the response body is delimited. Before core's CONTENT_LENGTH filter has
@@ -44,6 +68,9 @@ struct ResponseFacts {
     bool forced_http10 = false;      // force-response-1.0 on an HTTP/1.0 request
     bool connection_marked_close = false;  // something already doomed the connection
     int responses_kept_before = 0;   // keep-alive responses already sent on it
+    std::int64_t connection_age_us = 0;  // since the connection was accepted
+    bool forward_proxy = false;      // served as a forward proxy (ProxyRequests On)
+    bool disabled_by_condition = false;  // a KeepAliveDisableIf expression was true
     bool server_stopping = false;    // graceful stop or restart under way
 };
 
@@ -57,14 +84,18 @@ enum class CloseReason {
     ServerStopping,  // graceful stop or restart
     ClientClose,     // the request's Connection carried "close"
     Http10NoOptIn,   // HTTP/1.0 without "Connection: keep-alive"
+    Http10Refused,   // HTTP/1.0 opted in, but KeepAliveHTTP10 Off
+    Http10Proxy,     // forward proxy with an HTTP/1.0 client (RFC 9112 section 9.3)
     ForcedHttp10,    // force-response-1.0
     Disabled,        // KeepAlive Off or a zero timeout
     DisabledByEnv,   // nokeepalive environment variable
+    DisabledByCondition,  // KeepAliveDisableIf
     ErrorStatus,     // a status after which httpd drops the connection
     ExpectContinue,  // 100-continue never sent: the body may still be coming
     UndelimitedBody, // no length and no chunking: the close delimits the body
     ResponseClose,   // the handler itself asked for "Connection: close"
     BudgetReached,   // MaxKeepAliveRequests used up
+    LifetimeReached, // KeepAliveMaxLifetime passed
 };
 
 const char* reason_name(CloseReason reason);
@@ -73,13 +104,16 @@ struct Decision {
     Verdict verdict = Verdict::NotApplicable;
     CloseReason reason = CloseReason::None;
     bool client_opted_in = false;  // the request carried the keep-alive token
-    std::int64_t idle_timeout_us = 0;
-    int advertised_timeout_s = 0;  // idle timeout rounded down, never up
+    bool send_header = false;      // a Keep-Alive header goes on this response
+    std::int64_t idle_timeout_us = 0;       // how long the server will wait
+    std::int64_t advertised_timeout_us = 0;  // never above idle_timeout_us
+    int advertised_timeout_s = 0;  // the above rounded down, never up
     int max_remaining = -1;        // requests left, the value of max=; -1 = unlimited
 
     bool keep() const { return verdict == Verdict::Keep; }
 
-    // "timeout=5, max=99" (or "timeout=5" when unlimited); empty unless keep().
+    // "timeout=5, max=99" (or "timeout=5" when unlimited); empty unless the
+    // connection is kept, whether or not send_header says to send it.
     std::string_view keep_alive_header() const { return {header_.data(), header_length_}; }
     // "Keep-Alive" or "close"; empty when not applicable.
     std::string_view connection_header() const;
@@ -93,7 +127,16 @@ private:
 };
 
 // The decision for one response. Pure and cheap: no allocation.
-Decision decide(const ConnectionLimits& limits, const ResponseFacts& facts);
+Decision decide(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& facts);
+
+// Directive arguments. Each returns an error message naming the problem, or
+// nothing when the value is acceptable.
+std::optional<std::string> check_timeout(std::int64_t microseconds);
+std::optional<std::string> check_lifetime(std::int64_t microseconds);
+std::optional<std::string> check_advertised_timeout(std::int64_t advertised_us, std::int64_t idle_us);
+// "0".."2147483647", digits only; nothing on anything else.
+std::optional<int> parse_request_count(std::string_view text);
+std::optional<HeaderMode> parse_header_mode(std::string_view text);
 
 }  // namespace keepalive
 

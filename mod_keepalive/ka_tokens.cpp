@@ -7,14 +7,6 @@ bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
 char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-    }
-    return true;
-}
-
 std::string_view trim(std::string_view s) {
     while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
     while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
@@ -45,10 +37,18 @@ void for_each_element(std::string_view field, Visit visit) {
 
 }  // namespace
 
+bool ascii_iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    }
+    return true;
+}
+
 bool list_has_token(std::string_view field, std::string_view token) {
     bool found = false;
     for_each_element(field, [&](std::string_view element) {
-        if (equals_ignoring_case(element, token)) found = true;
+        if (ascii_iequals(element, token)) found = true;
     });
     return found;
 }
@@ -66,7 +66,7 @@ bool httpd_find_token(std::string_view line, std::string_view token) {
         while (i < line.size() && is_tchar(line[i])) ++i;
         const std::string_view element = line.substr(start, i - start);
         if (!element.empty() && element.size() <= token.size() &&
-            equals_ignoring_case(element, token.substr(0, element.size()))) {
+            ascii_iequals(element, token.substr(0, element.size()))) {
             return true;
         }
     }
@@ -76,7 +76,7 @@ bool httpd_find_token(std::string_view line, std::string_view token) {
 std::string list_without_token(std::string_view field, std::string_view token) {
     std::string kept;
     for_each_element(field, [&](std::string_view element) {
-        if (equals_ignoring_case(element, token)) return;
+        if (ascii_iequals(element, token)) return;
         if (!kept.empty()) kept += ", ";
         kept.append(element.data(), element.size());
     });

@@ -9,6 +9,9 @@
 
 namespace keepalive {
 
+// ASCII case-insensitive equality, as HTTP compares tokens.
+bool ascii_iequals(std::string_view a, std::string_view b);
+
 // True when `field`, a comma-separated list such as a Connection header value
 // (several header lines joined with ", " count as one list), contains `token`.
 // Comparison is case-insensitive; optional whitespace around elements and

@@ -1,8 +1,8 @@
-// mod_keepalive: the Apache httpd adapter.
+// mod_keepalive: the Apache httpd adapter's hooks and filters.
 //
-// The only file that includes httpd and APR headers. It turns a response into
-// keepalive::ResponseFacts, asks the policy core (ka_policy.h) for a decision,
-// and makes core's HTTP_HEADER filter carry it out.
+// With apache_config.cpp, the only code that includes httpd and APR headers.
+// It turns a response into keepalive::ResponseFacts, asks the policy core
+// (ka_policy.h) for a decision, and makes httpd carry it out.
 //
 // How it acts, and why this way. Core decides persistence in ap_set_keepalive(),
 // called from the HTTP_HEADER filter right before the header block is
@@ -12,20 +12,26 @@
 //       decides, removes Keep-Alive values that handlers or mod_headers set,
 //       and arranges for core to carry the decision out:
 //         close -> c->keepalive = AP_CONN_CLOSE, core writes "Connection: close";
-//         keep  -> core writes "Keep-Alive: timeout=T, max=M" only when the
-//                  request carried the keep-alive token, so the module adds
-//                  that token to the request's Connection header for the
-//                  duration of HTTP_HEADER (HTTP/1.1 is persistent either
-//                  way, the token only changes what core prints). When the
-//                  idle timeout core would print is not the one the MPM
-//                  enforces, r->server is swapped for a request-pool copy
-//                  carrying the enforced value, for the same duration.
-//   KEEPALIVE_OBSERVE  after HTTP_HEADER, sees the first bytes of the header
-//       block: reads the verdict core applied, undoes both changes above, and
-//       checks that the policy predicted it.
+//         keep  -> core writes "Keep-Alive: timeout=T, max=M" from r->server's
+//                  values, and only when the request carried the keep-alive
+//                  token. For the duration of HTTP_HEADER the module adds that
+//                  token to the request's Connection header (HTTP/1.1 is
+//                  persistent either way; the token only changes what core
+//                  prints) and, when the decision's timeout or budget differ
+//                  from r->server's, swaps r->server for a request-pool copy
+//                  that carries them.
+//   KEEPALIVE_OBSERVE  after HTTP_HEADER, sees the header block first: reads
+//       the verdict core applied, undoes both changes, checks that the policy
+//       predicted the verdict, and remembers the idle timeout to enforce.
 //
 // Because core itself writes the header only when it keeps the connection,
 // a response that closes can never carry a Keep-Alive header.
+//
+// The idle wait. Prefork and worker wait for the next request with a socket
+// timeout, which the pre_read_request hook sets, per connection, to what the
+// previous response decided. Event waits in per-vhost queues fixed at start-up
+// (server_rec's keep_alive_timeout); the policy never advertises more than
+// that queue enforces.
 
 #include <cstring>
 
@@ -39,6 +45,7 @@
 #include "ap_mpm.h"
 #include "apr_strings.h"
 
+#include "apache_config.h"
 #include "ka_policy.h"
 #include "ka_tokens.h"
 
@@ -46,12 +53,11 @@
 #error "MOD_KEEPALIVE_VERSION must be defined by the build (see Makefile)"
 #endif
 
-extern "C" {
-extern module AP_MODULE_DECLARE_DATA keepalive_module;
-}
 APLOG_USE_MODULE(keepalive);
 
 namespace {
+
+namespace cfg = keepalive::apache;
 
 constexpr const char kPrepareFilter[] = "KEEPALIVE_PREPARE";
 constexpr const char kObserveFilter[] = "KEEPALIVE_OBSERVE";
@@ -59,10 +65,21 @@ constexpr const char kObserveFilter[] = "KEEPALIVE_OBSERVE";
 ap_filter_rec_t* prepare_filter_handle;
 ap_filter_rec_t* observe_filter_handle;
 
+// Whether the MPM waits for the next request in the worker (prefork, worker),
+// where the socket timeout can be set per connection; set in post_config.
+bool mpm_waits_in_worker = true;
+
+// Per connection, created once from the connection pool.
+struct ConnectionState {
+    apr_time_t accepted = 0;
+    apr_interval_time_t next_idle_timeout = -1;  // decided by the last kept response
+};
+
 // Per response, shared by the two filters; lives in the main request's pool,
 // which internal redirects and ErrorDocument share.
 struct ResponseState {
     keepalive::ConnectionLimits limits;
+    keepalive::Settings settings;
     keepalive::ResponseFacts facts;
     keepalive::Decision decision;
     bool prepared = false;
@@ -76,10 +93,14 @@ struct ResponseState {
     server_rec* original_server = nullptr;       // set when r->server was swapped
 };
 
-// The limits the MPM will enforce after this response. Core prints
-// r->server->keep_alive_timeout, but the sync MPMs and event both wait with
-// the base server's (first vhost on the address) timeout when the name-based
-// vhost did not set one: advertise what is enforced.
+ConnectionState* connection_state(const conn_rec* c) {
+    return static_cast<ConnectionState*>(ap_get_module_config(c->conn_config, &keepalive_module));
+}
+
+// Core's values for the request's virtual host, as the MPM enforces them.
+// Core prints r->server->keep_alive_timeout, but the sync MPMs and event both
+// wait with the base server's (first vhost on the address) timeout when the
+// name-based vhost did not set one: the policy must see what is enforced.
 keepalive::ConnectionLimits enforced_limits(const request_rec* r) {
     const server_rec* s = r->server;
     const server_rec* timeout_source = s->keep_alive_timeout_set ? s : r->connection->base_server;
@@ -87,6 +108,7 @@ keepalive::ConnectionLimits enforced_limits(const request_rec* r) {
     limits.keep_alive = s->keep_alive != 0;
     limits.idle_timeout_us = timeout_source->keep_alive_timeout;
     limits.max_requests = s->keep_alive_max;
+    limits.per_response_idle_timeout = mpm_waits_in_worker;
     return limits;
 }
 
@@ -106,7 +128,7 @@ bool body_is_delimited(const request_rec* r) {
            ap_is_chunked(r->pool, first_header(r, "Transfer-Encoding"));
 }
 
-keepalive::ResponseFacts gather_facts(const request_rec* r) {
+keepalive::ResponseFacts gather_facts(const request_rec* r, bool disabled_by_condition) {
     const conn_rec* c = r->connection;
     keepalive::ResponseFacts f;
     // The same downgrade core's basic_http_header_check() applies just before
@@ -134,6 +156,9 @@ keepalive::ResponseFacts gather_facts(const request_rec* r) {
     f.forced_http10 = proto == HTTP_VERSION(1, 0) && apr_table_get(r->subprocess_env, "force-response-1.0");
     f.connection_marked_close = c->keepalive == AP_CONN_CLOSE;
     f.responses_kept_before = c->keepalives;
+    if (const ConnectionState* cs = connection_state(c)) f.connection_age_us = r->request_time - cs->accepted;
+    f.forward_proxy = r->proxyreq == PROXYREQ_PROXY;
+    f.disabled_by_condition = disabled_by_condition;
     f.server_stopping = server_stopping();
     return f;
 }
@@ -172,6 +197,20 @@ void undo_preparation(ResponseState* st) {
     st->changed_request = nullptr;
 }
 
+// Makes core print the decision's values: core reads them from r->server.
+void swap_server_for_printout(ResponseState* st, request_rec* r) {
+    const keepalive::Decision& d = st->decision;
+    const int max_requests = d.max_remaining < 0 ? 0 : d.max_remaining + st->facts.responses_kept_before;
+    if (r->server->keep_alive_timeout == d.advertised_timeout_us && r->server->keep_alive_max == max_requests) {
+        return;
+    }
+    auto* printed = static_cast<server_rec*>(apr_pmemdup(r->pool, r->server, sizeof(server_rec)));
+    printed->keep_alive_timeout = d.advertised_timeout_us;
+    printed->keep_alive_max = max_requests;
+    st->original_server = r->server;
+    r->server = printed;
+}
+
 void prepare(ResponseState* st, request_rec* r) {
     conn_rec* c = r->connection;
     if (st->prepared) {
@@ -182,9 +221,11 @@ void prepare(ResponseState* st, request_rec* r) {
     }
     st->prepared = true;
     st->original_keepalive_state = c->keepalive;
+    bool disabled_by_condition = false;
     st->limits = enforced_limits(r);
-    st->facts = gather_facts(r);
-    st->decision = keepalive::decide(st->limits, st->facts);
+    st->settings = cfg::settings_for(r, &disabled_by_condition);
+    st->facts = gather_facts(r, disabled_by_condition);
+    st->decision = keepalive::decide(st->limits, st->settings, st->facts);
     if (st->decision.verdict == keepalive::Verdict::NotApplicable) return;
 
     drop_foreign_keepalive_headers(r, r->headers_out);
@@ -196,7 +237,7 @@ void prepare(ResponseState* st, request_rec* r) {
     }
 
     st->changed_request = r;
-    if (!st->decision.client_opted_in) {
+    if (st->decision.send_header && !st->decision.client_opted_in) {
         st->original_connection = apr_table_get(r->headers_in, "Connection");
         apr_table_setn(r->headers_in, "Connection",
                        st->original_connection
@@ -204,12 +245,7 @@ void prepare(ResponseState* st, request_rec* r) {
                            : "keep-alive");
         st->injected_token = true;
     }
-    if (r->server->keep_alive_timeout != st->limits.idle_timeout_us) {
-        auto* printed = static_cast<server_rec*>(apr_pmemdup(r->pool, r->server, sizeof(server_rec)));
-        printed->keep_alive_timeout = st->limits.idle_timeout_us;
-        st->original_server = r->server;
-        r->server = printed;
-    }
+    swap_server_for_printout(st, r);
 }
 
 bool carries_error_or_eoc(apr_bucket_brigade* bb) {
@@ -231,7 +267,53 @@ apr_status_t prepare_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
     return ap_pass_brigade(f->next, bb);
 }
 
-void observe(ResponseState* st, request_rec* r) {
+bool is_keep_alive_field(const char* line, const char* end) {
+    static constexpr char kName[] = "keep-alive:";
+    const std::size_t n = sizeof(kName) - 1;
+    return static_cast<std::size_t>(end - line) >= n && ap_cstr_casecmpn(line, kName, n) == 0;
+}
+
+bool is_blank_line(const char* line, const char* end) {
+    return (end - line == 1 && line[0] == '\n') || (end - line == 2 && line[0] == '\r' && line[1] == '\n');
+}
+
+// "KeepAliveHeader Never" on a response core wrote Keep-Alive on (the client
+// sent the keep-alive token, which HTTP/1.0 persistence needs): drop that
+// line from the serialized header block. Core wrote the block itself, so its
+// shape is known: a status line, CRLF-terminated fields, an empty line.
+void remove_keep_alive_field(request_rec* r, apr_bucket_brigade* bb) {
+    apr_bucket* b = APR_BRIGADE_FIRST(bb);
+    while (b != APR_BRIGADE_SENTINEL(bb) && !APR_BUCKET_IS_METADATA(b)) b = APR_BUCKET_NEXT(b);
+    apr_bucket_brigade* rest = apr_brigade_split_ex(bb, b, nullptr);
+    char* block = nullptr;
+    apr_size_t length = 0;
+    if (apr_brigade_pflatten(bb, &block, &length, r->pool) == APR_SUCCESS) {
+        const char* end = block + length;
+        char* out = block;
+        bool removed = false;
+        bool in_fields = true;  // nothing after the empty line is touched
+        for (const char* line = block; line < end;) {
+            const char* eol = static_cast<const char*>(memchr(line, '\n', static_cast<std::size_t>(end - line)));
+            const char* next = eol ? eol + 1 : end;
+            if (is_blank_line(line, next)) in_fields = false;
+            if (in_fields && line != block && is_keep_alive_field(line, next)) {
+                removed = true;
+            } else {
+                memmove(out, line, static_cast<std::size_t>(next - line));
+                out += next - line;
+            }
+            line = next;
+        }
+        if (removed) {
+            apr_brigade_cleanup(bb);
+            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(block, static_cast<apr_size_t>(out - block), r->pool,
+                                                               r->connection->bucket_alloc));
+        }
+    }
+    APR_BRIGADE_CONCAT(bb, rest);
+}
+
+void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
     conn_rec* c = r->connection;
     const bool core_kept = c->keepalive == AP_CONN_KEEPALIVE;
     undo_preparation(st);
@@ -239,21 +321,25 @@ void observe(ResponseState* st, request_rec* r) {
 
     // Now that core has framed the body, the policy can judge it too.
     st->facts.framing = body_is_delimited(r) ? keepalive::BodyFraming::Delimited : keepalive::BodyFraming::Undelimited;
-    st->decision = keepalive::decide(st->limits, st->facts);
-    if (st->decision.keep() != core_kept) {
+    st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    const keepalive::Decision& d = st->decision;
+    if (d.keep() != core_kept) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "mod_keepalive: policy decided %s (%s) but core %s the connection",
-                      st->decision.keep() ? "keep" : "close", keepalive::reason_name(st->decision.reason),
-                      core_kept ? "kept" : "closed");
+                      d.keep() ? "keep" : "close", keepalive::reason_name(d.reason), core_kept ? "kept" : "closed");
         return;
     }
-    if (st->decision.keep()) {
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "keep timeout=%d max=%d (idle %" APR_TIME_T_FMT " ms)",
-                      st->decision.advertised_timeout_s, st->decision.max_remaining,
-                      apr_time_as_msec(st->decision.idle_timeout_us));
-    } else {
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "close %s", keepalive::reason_name(st->decision.reason));
+    if (!d.keep()) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "close %s", keepalive::reason_name(d.reason));
+        return;
     }
+    if (!d.send_header && apr_table_get(r->headers_out, "Keep-Alive")) {
+        remove_keep_alive_field(r, header_block);
+    }
+    if (ConnectionState* cs = connection_state(c)) cs->next_idle_timeout = d.idle_timeout_us;
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "keep timeout=%d max=%d (idle %" APR_TIME_T_FMT " ms)%s",
+                  d.advertised_timeout_s, d.max_remaining, apr_time_as_msec(d.idle_timeout_us),
+                  d.send_header ? "" : ", no header");
 }
 
 apr_status_t observe_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
@@ -262,7 +348,7 @@ apr_status_t observe_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
         // HTTP_HEADER passes the header block down on its own first, so the
         // first brigade here means core has decided.
         st->observed = true;
-        observe(st, f->r);
+        observe(st, f->r, bb);
         ap_remove_output_filter(f);
     }
     return ap_pass_brigade(f->next, bb);
@@ -295,16 +381,39 @@ int add_observe_filter(request_rec* r) {
     return DECLINED;
 }
 
+int track_connection(conn_rec* c, void*) {
+    if (c->master) return DECLINED;  // HTTP/2 streams: nothing to decide
+    auto* cs = new (apr_palloc(c->pool, sizeof(ConnectionState))) ConnectionState();
+    cs->accepted = apr_time_now();
+    ap_set_module_config(c->conn_config, &keepalive_module, cs);
+    return DECLINED;
+}
+
+// Prefork and worker: the idle wait before this request is a blocking read
+// with the socket timeout core set from the vhost; make it the one the
+// previous response decided (and advertised no more than).
+void set_idle_timeout(request_rec*, conn_rec* c) {
+    if (!mpm_waits_in_worker || c->keepalives == 0) return;
+    const ConnectionState* cs = connection_state(c);
+    if (!cs || cs->next_idle_timeout < 0) return;
+    if (apr_socket_t* socket = ap_get_conn_socket(c)) apr_socket_timeout_set(socket, cs->next_idle_timeout);
+}
+
 // Adds "mod_keepalive/VERSION" to the Server banner; httpd shows module
 // components only with "ServerTokens Full", so the admin decides.
-int add_version_component(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_rec*) {
+int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_rec*) {
+    int async = 0;
+    mpm_waits_in_worker = !(ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) == APR_SUCCESS && async);
     ap_add_version_component(pconf, "mod_keepalive/" MOD_KEEPALIVE_VERSION);
     return OK;
 }
 
 void register_hooks(apr_pool_t*) {
-    ap_hook_post_config(add_version_component, nullptr, nullptr, APR_HOOK_MIDDLE);
     static const char* const after_http_core[] = {"http_core.c", nullptr};
+    ap_hook_check_config(cfg::check_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_post_config(post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_pre_connection(track_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_pre_read_request(set_idle_timeout, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(add_prepare_filter, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(add_observe_filter, after_http_core, nullptr, APR_HOOK_REALLY_LAST);
     prepare_filter_handle = ap_register_output_filter(kPrepareFilter, prepare_filter, nullptr, AP_FTYPE_PROTOCOL);
@@ -316,11 +425,11 @@ void register_hooks(apr_pool_t*) {
 extern "C" {
 __attribute__((visibility("default"))) module AP_MODULE_DECLARE_DATA keepalive_module = {
     STANDARD20_MODULE_STUFF,
-    nullptr,  // per-directory config: core's directives are the only knobs so far
-    nullptr,
-    nullptr,  // per-server config
-    nullptr,
-    nullptr,  // directives
+    cfg::create_dir_config,
+    cfg::merge_dir_config,
+    cfg::create_server_config,
+    cfg::merge_server_config,
+    cfg::directives,
     register_hooks,
     AP_MODULE_FLAG_NONE,
 };

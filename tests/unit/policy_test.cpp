@@ -9,9 +9,10 @@
 using keepalive::BodyFraming;
 using keepalive::CloseReason;
 using keepalive::ConnectionLimits;
-using keepalive::decide;
 using keepalive::Decision;
+using keepalive::HeaderMode;
 using keepalive::ResponseFacts;
+using keepalive::Settings;
 using keepalive::Verdict;
 
 namespace {
@@ -37,6 +38,16 @@ ResponseFacts http10(std::string_view connection = "") {
     f.http_minor = 0;
     f.request_connection = connection;
     return f;
+}
+
+// Core's directives alone, none of the module's. (With Settings, calls find
+// keepalive::decide by argument-dependent lookup.)
+Decision decide(const ConnectionLimits& l, const ResponseFacts& f) { return keepalive::decide(l, Settings{}, f); }
+
+ConnectionLimits event_limits(std::int64_t timeout_us = 5000000, int max = 100) {
+    ConnectionLimits l = limits(timeout_us, max);
+    l.per_response_idle_timeout = false;
+    return l;
 }
 
 std::string header(const Decision& d) { return std::string(d.keep_alive_header()); }
@@ -259,4 +270,187 @@ TEST(Policy, ReasonNamesAreStableLogTokens) {
     EXPECT_STREQ(keepalive::reason_name(CloseReason::ErrorStatus), "error-status");
     EXPECT_STREQ(keepalive::reason_name(CloseReason::UndelimitedBody), "undelimited-body");
     EXPECT_STREQ(keepalive::reason_name(CloseReason::ServerStopping), "server-stopping");
+    EXPECT_STREQ(keepalive::reason_name(CloseReason::LifetimeReached), "lifetime-reached");
+    EXPECT_STREQ(keepalive::reason_name(CloseReason::Http10Proxy), "http10-proxy");
+    EXPECT_STREQ(keepalive::reason_name(CloseReason::DisabledByCondition), "disabled-by-condition");
+}
+
+// ---- mod_keepalive's own directives ---------------------------------------
+
+TEST(Settings, HeaderModeAlwaysSendsOnEveryKeptResponse) {
+    Settings s;
+    s.header_mode = HeaderMode::Always;
+    EXPECT_TRUE(decide(limits(), s, http11()).send_header);
+    EXPECT_TRUE(decide(limits(), s, http10("keep-alive")).send_header);
+}
+
+TEST(Settings, HeaderModeOnRequestSendsOnlyToClientsThatAsked) {
+    Settings s;
+    s.header_mode = HeaderMode::OnRequest;
+    EXPECT_FALSE(decide(limits(), s, http11()).send_header);
+    ResponseFacts asked = http11();
+    asked.request_connection = "keep-alive";
+    EXPECT_TRUE(decide(limits(), s, asked).send_header);
+    EXPECT_TRUE(decide(limits(), s, http10("keep-alive")).send_header);
+}
+
+TEST(Settings, HeaderModeNeverSendsNoHeaderButStillKeeps) {
+    Settings s;
+    s.header_mode = HeaderMode::Never;
+    for (const ResponseFacts& f : {http11(), http10("keep-alive")}) {
+        const Decision d = decide(limits(), s, f);
+        EXPECT_TRUE(d.keep());
+        EXPECT_FALSE(d.send_header);
+        EXPECT_EQ(d.connection_header(), "Keep-Alive");
+    }
+}
+
+TEST(Settings, IdleTimeoutOverridesTheVirtualHostsUnderSyncMpms) {
+    Settings s;
+    s.idle_timeout_us = 1500000;
+    const Decision shorter = decide(limits(5000000), s, http11());
+    EXPECT_EQ(shorter.idle_timeout_us, 1500000);
+    EXPECT_EQ(header(shorter), "timeout=1, max=100");
+    s.idle_timeout_us = 20000000;
+    const Decision longer = decide(limits(5000000), s, http11());
+    EXPECT_EQ(longer.idle_timeout_us, 20000000);
+    EXPECT_EQ(header(longer), "timeout=20, max=100");
+}
+
+TEST(Settings, UnderEventAdvertisedNeverExceedsTheVirtualHostsQueue) {
+    Settings s;
+    s.idle_timeout_us = 20000000;
+    const Decision longer = decide(event_limits(5000000), s, http11());
+    EXPECT_EQ(longer.idle_timeout_us, 5000000);  // what the event queue waits
+    EXPECT_EQ(header(longer), "timeout=5, max=100");
+    s.idle_timeout_us = 2000000;
+    const Decision shorter = decide(event_limits(5000000), s, http11());
+    EXPECT_EQ(shorter.idle_timeout_us, 5000000);  // still held 5 s: at least 2
+    EXPECT_EQ(header(shorter), "timeout=2, max=100");
+}
+
+TEST(Settings, AdvertisedTimeoutIsSeparateAndNeverAboveEnforced) {
+    Settings s;
+    s.advertised_timeout_us = 3000000;
+    const Decision d = decide(limits(10000000), s, http11());
+    EXPECT_EQ(d.idle_timeout_us, 10000000);
+    EXPECT_EQ(header(d), "timeout=3, max=100");
+    s.advertised_timeout_us = 60000000;  // above: clamped, never a lie
+    EXPECT_EQ(header(decide(limits(10000000), s, http11())), "timeout=10, max=100");
+}
+
+TEST(Settings, ZeroIdleTimeoutDisablesKeepAlive) {
+    Settings s;
+    s.idle_timeout_us = 0;
+    EXPECT_EQ(decide(limits(), s, http11()).reason, CloseReason::Disabled);
+}
+
+TEST(Settings, EventWithZeroVirtualHostTimeoutCannotKeep) {
+    Settings s;
+    s.idle_timeout_us = 5000000;
+    EXPECT_EQ(decide(event_limits(0), s, http11()).reason, CloseReason::Disabled);
+}
+
+TEST(Settings, MaxRequestsOverridesCoresBudget) {
+    Settings s;
+    s.max_requests = 2;
+    ResponseFacts f = http11();
+    EXPECT_EQ(header(decide(limits(5000000, 100), s, f)), "timeout=5, max=2");
+    f.responses_kept_before = 2;
+    EXPECT_EQ(decide(limits(5000000, 100), s, f).reason, CloseReason::BudgetReached);
+    s.max_requests = 0;
+    f.responses_kept_before = 5000;
+    EXPECT_EQ(header(decide(limits(5000000, 100), s, f)), "timeout=5");
+}
+
+TEST(Settings, LifetimeReachedClosesTheNextResponse) {
+    Settings s;
+    s.max_lifetime_us = 60000000;
+    ResponseFacts f = http11();
+    f.connection_age_us = 59999999;
+    EXPECT_TRUE(decide(limits(), s, f).keep());
+    f.connection_age_us = 60000000;
+    EXPECT_EQ(decide(limits(), s, f).reason, CloseReason::LifetimeReached);
+    s.max_lifetime_us = 0;  // unlimited
+    f.connection_age_us = std::int64_t{1} << 50;
+    EXPECT_TRUE(decide(limits(), s, f).keep());
+}
+
+TEST(Settings, Http10CanBeRefusedPerServer) {
+    Settings s;
+    s.http10 = false;
+    EXPECT_EQ(decide(limits(), s, http10("keep-alive")).reason, CloseReason::Http10Refused);
+    EXPECT_TRUE(decide(limits(), s, http11()).keep());
+}
+
+TEST(Settings, ForwardProxyNeverKeepsHttp10Clients) {
+    ResponseFacts f = http10("keep-alive");
+    f.forward_proxy = true;
+    EXPECT_EQ(decide(limits(), f).reason, CloseReason::Http10Proxy);
+    ResponseFacts g = http11();
+    g.forward_proxy = true;
+    EXPECT_TRUE(decide(limits(), g).keep());
+}
+
+TEST(Settings, ConditionDisablesKeepAlive) {
+    ResponseFacts f = http11();
+    f.disabled_by_condition = true;
+    EXPECT_EQ(decide(limits(), f).reason, CloseReason::DisabledByCondition);
+}
+
+TEST(Settings, NoDirectiveSetMeansCoresBehaviourExactly) {
+    // Every combination of core's inputs: the module only adds the header.
+    for (bool on : {true, false})
+        for (int max : {0, 1, 3, 100})
+            for (int before : {0, 1, 2, 3, 99, 100})
+                for (int status : {200, 304, 400, 500}) {
+                    ResponseFacts f = http11();
+                    f.responses_kept_before = before;
+                    f.status = status;
+                    const ConnectionLimits l = limits(5000000, max, on);
+                    const bool core_keeps = on && (max == 0 || max - before > 0) && status != 400 && status != 500;
+                    const Decision d = decide(l, Settings{}, f);
+                    EXPECT_EQ(d.keep(), core_keeps) << on << max << before << status;
+                    if (d.keep()) {
+                        EXPECT_EQ(d.idle_timeout_us, 5000000);
+                        EXPECT_TRUE(d.send_header);
+                    }
+                }
+}
+
+// ---- directive arguments ----------------------------------------------------
+
+TEST(DirectiveArguments, Timeouts) {
+    EXPECT_FALSE(keepalive::check_timeout(0));
+    EXPECT_FALSE(keepalive::check_timeout(1500000));
+    EXPECT_TRUE(keepalive::check_timeout(-1));
+    EXPECT_TRUE(keepalive::check_timeout(std::int64_t{1} << 62));
+    EXPECT_FALSE(keepalive::check_lifetime(3600000000));
+    EXPECT_TRUE(keepalive::check_lifetime(-5));
+}
+
+TEST(DirectiveArguments, AdvertisedAboveIdleIsRefusedWithBothValues) {
+    EXPECT_FALSE(keepalive::check_advertised_timeout(3000000, 5000000));
+    EXPECT_FALSE(keepalive::check_advertised_timeout(5000000, 5000000));
+    const auto error = keepalive::check_advertised_timeout(6000000, 5000000);
+    ASSERT_TRUE(error);
+    EXPECT_NE(error->find("6000ms"), std::string::npos) << *error;
+    EXPECT_NE(error->find("5000ms"), std::string::npos) << *error;
+}
+
+TEST(DirectiveArguments, RequestCounts) {
+    EXPECT_EQ(keepalive::parse_request_count("0"), 0);
+    EXPECT_EQ(keepalive::parse_request_count("100"), 100);
+    EXPECT_EQ(keepalive::parse_request_count("2147483647"), 2147483647);
+    for (const char* bad : {"", "-1", "+1", "1.5", "ten", "2147483648", "99999999999", " 1", "1 ", "0x10"}) {
+        EXPECT_FALSE(keepalive::parse_request_count(bad)) << bad;
+    }
+}
+
+TEST(DirectiveArguments, HeaderModes) {
+    EXPECT_EQ(keepalive::parse_header_mode("always"), HeaderMode::Always);
+    EXPECT_EQ(keepalive::parse_header_mode("OnRequest"), HeaderMode::OnRequest);
+    EXPECT_EQ(keepalive::parse_header_mode("NEVER"), HeaderMode::Never);
+    EXPECT_FALSE(keepalive::parse_header_mode("on"));
+    EXPECT_FALSE(keepalive::parse_header_mode(""));
 }

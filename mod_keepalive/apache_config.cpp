@@ -1,0 +1,213 @@
+#include "apache_config.h"
+
+#include <new>
+#include <string>
+
+#include "http_core.h"
+#include "http_log.h"
+#include "apr_strings.h"
+
+APLOG_USE_MODULE(keepalive);
+
+namespace keepalive::apache {
+namespace {
+
+template <typename T>
+T* pool_new(apr_pool_t* p) {
+    return new (apr_pcalloc(p, sizeof(T))) T();
+}
+
+DirConfig* dir_config(void* cfg) { return static_cast<DirConfig*>(cfg); }
+
+const char* directive_error(cmd_parms* cmd, const char* arg, const std::string& why) {
+    return apr_psprintf(cmd->pool, "%s: invalid value '%s': %s", cmd->cmd->name, arg, why.c_str());
+}
+
+// Durations use httpd's own parser, as KeepAliveTimeout and Timeout do:
+// a number with an optional unit (ms, s, mi, h), seconds by default.
+const char* parse_duration(cmd_parms* cmd, const char* arg, apr_interval_time_t* out) {
+    apr_interval_time_t value = 0;
+    if (ap_timeout_parameter_parse(arg, &value, "s") != APR_SUCCESS) {
+        return directive_error(cmd, arg, "not a duration (a number, optionally followed by ms, s, mi or h)");
+    }
+    if (const auto problem = keepalive::check_timeout(value)) return directive_error(cmd, arg, *problem);
+    *out = value;
+    return nullptr;
+}
+
+bool in_server_context(const cmd_parms* cmd) { return cmd->path == nullptr; }
+
+// Within one section both timeouts are known at parse time.
+const char* check_section_timeouts(cmd_parms* cmd, const char* arg, const DirConfig* conf) {
+    if (conf->advertised_timeout == kUnset || conf->idle_timeout == kUnset) return nullptr;
+    if (const auto problem = keepalive::check_advertised_timeout(conf->advertised_timeout, conf->idle_timeout)) {
+        return directive_error(cmd, arg, *problem);
+    }
+    return nullptr;
+}
+
+const char* set_idle_timeout(cmd_parms* cmd, void* cfg, const char* arg) {
+    apr_interval_time_t value = 0;
+    if (const char* err = parse_duration(cmd, arg, &value)) return err;
+    if (in_server_context(cmd)) {
+        // For a server or virtual host this is its KeepAliveTimeout, so that
+        // every MPM, event's per-vhost keep-alive queues included, enforces it
+        // natively; core's inheritance rules for vhosts apply unchanged.
+        cmd->server->keep_alive_timeout = value;
+        cmd->server->keep_alive_timeout_set = 1;
+        return nullptr;
+    }
+    dir_config(cfg)->idle_timeout = value;
+    return check_section_timeouts(cmd, arg, dir_config(cfg));
+}
+
+const char* set_advertised_timeout(cmd_parms* cmd, void* cfg, const char* arg) {
+    apr_interval_time_t value = 0;
+    if (const char* err = parse_duration(cmd, arg, &value)) return err;
+    if (value == 0) {
+        return directive_error(cmd, arg, "must be above zero (KeepAliveHeader Never sends no header at all)");
+    }
+    dir_config(cfg)->advertised_timeout = value;
+    return check_section_timeouts(cmd, arg, dir_config(cfg));
+}
+
+const char* set_max_lifetime(cmd_parms* cmd, void* cfg, const char* arg) {
+    return parse_duration(cmd, arg, &dir_config(cfg)->max_lifetime);
+}
+
+const char* set_max_requests(cmd_parms* cmd, void* cfg, const char* arg) {
+    const auto count = keepalive::parse_request_count(arg);
+    if (!count) return directive_error(cmd, arg, "not a whole number from 0 (unlimited) to 2147483647");
+    if (in_server_context(cmd)) {
+        // As MaxKeepAliveRequests, for the same reason as KeepAliveIdleTimeout.
+        cmd->server->keep_alive_max = *count;
+        return nullptr;
+    }
+    dir_config(cfg)->max_requests = *count;
+    return nullptr;
+}
+
+const char* set_header_mode(cmd_parms* cmd, void* cfg, const char* arg) {
+    const auto mode = keepalive::parse_header_mode(arg);
+    if (!mode) return directive_error(cmd, arg, "must be Always, OnRequest or Never");
+    dir_config(cfg)->header_mode = static_cast<int>(*mode);
+    return nullptr;
+}
+
+const char* set_http10(cmd_parms* cmd, void*, int on) {
+    auto* conf = static_cast<ServerConfig*>(ap_get_module_config(cmd->server->module_config, &keepalive_module));
+    conf->http10 = on ? 1 : 0;
+    return nullptr;
+}
+
+const char* set_disable_if(cmd_parms* cmd, void* cfg, const char* arg) {
+    const char* err = nullptr;
+    ap_expr_info_t* expr = ap_expr_parse_cmd(cmd, arg, 0, &err, nullptr);
+    if (err) return directive_error(cmd, arg, std::string("cannot parse expression: ") + err);
+    dir_config(cfg)->disable_if = expr;
+    return nullptr;
+}
+
+template <typename T>
+T inherit(T child, T parent, T unset) {
+    return child != unset ? child : parent;
+}
+
+using cmd_function = const char* (*)();
+
+template <typename F>
+cmd_function as_cmd_function(F f) {
+    // httpd declares command handlers as an untyped C function pointer when
+    // compiled as C++ (http_config.h, no designated initializers); void(*)()
+    // is the generic function pointer type the compiler lets through.
+    return reinterpret_cast<cmd_function>(reinterpret_cast<void (*)()>(f));
+}
+
+}  // namespace
+
+const command_rec directives[] = {
+    AP_INIT_TAKE1("KeepAliveHeader", as_cmd_function(set_header_mode), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "When to send the Keep-Alive header: Always (default), OnRequest or Never"),
+    AP_INIT_TAKE1("KeepAliveIdleTimeout", as_cmd_function(set_idle_timeout), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "How long an idle persistent connection is held, e.g. 5 or 1500ms; 0 disables keep-alive"),
+    AP_INIT_TAKE1("KeepAliveAdvertisedTimeout", as_cmd_function(set_advertised_timeout), nullptr,
+                  RSRC_CONF | ACCESS_CONF, "The timeout= value sent to clients; never above the idle timeout"),
+    AP_INIT_TAKE1("KeepAliveMaxRequests", as_cmd_function(set_max_requests), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "Requests per connection; 0 is unlimited"),
+    AP_INIT_TAKE1("KeepAliveMaxLifetime", as_cmd_function(set_max_lifetime), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "Age after which a connection's next response closes it; 0 is unlimited"),
+    AP_INIT_FLAG("KeepAliveHTTP10", as_cmd_function(set_http10), nullptr, RSRC_CONF,
+                 "On (default): HTTP/1.0 clients may opt in to keep-alive; Off: they never get it"),
+    AP_INIT_TAKE1("KeepAliveDisableIf", as_cmd_function(set_disable_if), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "An ap_expr expression; when true the response closes the connection"),
+    {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
+};
+
+void* create_dir_config(apr_pool_t* p, char*) { return pool_new<DirConfig>(p); }
+
+void* merge_dir_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
+    const auto* parent = static_cast<const DirConfig*>(parent_cfg);
+    const auto* child = static_cast<const DirConfig*>(child_cfg);
+    auto* merged = pool_new<DirConfig>(p);
+    merged->header_mode = inherit(child->header_mode, parent->header_mode, -1);
+    merged->idle_timeout = inherit(child->idle_timeout, parent->idle_timeout, kUnset);
+    merged->advertised_timeout = inherit(child->advertised_timeout, parent->advertised_timeout, kUnset);
+    merged->max_lifetime = inherit(child->max_lifetime, parent->max_lifetime, kUnset);
+    merged->max_requests = inherit(child->max_requests, parent->max_requests, -1);
+    merged->disable_if = child->disable_if ? child->disable_if : parent->disable_if;
+    return merged;
+}
+
+void* create_server_config(apr_pool_t* p, server_rec*) { return pool_new<ServerConfig>(p); }
+
+void* merge_server_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
+    auto* merged = pool_new<ServerConfig>(p);
+    merged->http10 = inherit(static_cast<ServerConfig*>(child_cfg)->http10,
+                             static_cast<ServerConfig*>(parent_cfg)->http10, -1);
+    return merged;
+}
+
+int check_config(apr_pool_t*, apr_pool_t*, apr_pool_t* ptemp, server_rec* main_server) {
+    int status = OK;
+    for (server_rec* s = main_server; s; s = s->next) {
+        const auto* conf = static_cast<const DirConfig*>(ap_get_module_config(s->lookup_defaults, &keepalive_module));
+        if (conf->advertised_timeout == kUnset) continue;
+        const auto problem = keepalive::check_advertised_timeout(conf->advertised_timeout, s->keep_alive_timeout);
+        if (!problem) continue;
+        const char* where = s->is_virtual ? apr_psprintf(ptemp, "virtual host %s (%s:%d)", s->server_hostname,
+                                                         s->defn_name, s->defn_line_number)
+                                          : "the main server";
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, nullptr,
+                     "mod_keepalive: KeepAliveAdvertisedTimeout in %s: %s", where, problem->c_str());
+        status = HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return status;
+}
+
+keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition) {
+    const auto* dir = static_cast<const DirConfig*>(ap_get_module_config(r->per_dir_config, &keepalive_module));
+    const auto* server = static_cast<const ServerConfig*>(ap_get_module_config(r->server->module_config,
+                                                                               &keepalive_module));
+    keepalive::Settings s;
+    if (dir->header_mode >= 0) s.header_mode = static_cast<keepalive::HeaderMode>(dir->header_mode);
+    if (dir->idle_timeout != kUnset) s.idle_timeout_us = dir->idle_timeout;
+    if (dir->advertised_timeout != kUnset) s.advertised_timeout_us = dir->advertised_timeout;
+    if (dir->max_lifetime != kUnset) s.max_lifetime_us = dir->max_lifetime;
+    if (dir->max_requests >= 0) s.max_requests = dir->max_requests;
+    s.http10 = server->http10 != 0;
+
+    *disabled_by_condition = false;
+    if (dir->disable_if) {
+        const char* err = nullptr;
+        const int result = ap_expr_exec(r, dir->disable_if, &err);
+        if (err) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "mod_keepalive: KeepAliveDisableIf could not be evaluated, ignored: %s", err);
+        } else {
+            *disabled_by_condition = result > 0;
+        }
+    }
+    return s;
+}
+
+}  // namespace keepalive::apache

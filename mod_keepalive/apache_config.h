@@ -1,0 +1,51 @@
+// mod_keepalive's directives and their per-server and per-directory
+// configuration (Apache adapter: includes httpd headers).
+#ifndef MOD_KEEPALIVE_APACHE_CONFIG_H
+#define MOD_KEEPALIVE_APACHE_CONFIG_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "ap_expr.h"
+
+#include "ka_policy.h"
+
+extern "C" {
+extern module AP_MODULE_DECLARE_DATA keepalive_module;
+}
+
+namespace keepalive::apache {
+
+constexpr apr_interval_time_t kUnset = -1;
+
+// Per directory (and per server through its default directory config).
+// Unset fields inherit from the enclosing section.
+struct DirConfig {
+    int header_mode = -1;  // HeaderMode, or -1
+    apr_interval_time_t idle_timeout = kUnset;
+    apr_interval_time_t advertised_timeout = kUnset;
+    apr_interval_time_t max_lifetime = kUnset;
+    int max_requests = -1;
+    ap_expr_info_t* disable_if = nullptr;
+};
+
+struct ServerConfig {
+    int http10 = -1;  // KeepAliveHTTP10: -1 unset, 0 Off, 1 On
+};
+
+void* create_dir_config(apr_pool_t* p, char* dir);
+void* merge_dir_config(apr_pool_t* p, void* parent, void* child);
+void* create_server_config(apr_pool_t* p, server_rec* s);
+void* merge_server_config(apr_pool_t* p, void* parent, void* child);
+extern const command_rec directives[];
+
+// Checks that need the whole configuration: a server's advertised timeout
+// against the idle timeout its virtual host ends up with.
+int check_config(apr_pool_t* pconf, apr_pool_t* plog, apr_pool_t* ptemp, server_rec* s);
+
+// The module's settings for this request, and whether its KeepAliveDisableIf
+// condition holds.
+keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition);
+
+}  // namespace keepalive::apache
+
+#endif
