@@ -29,7 +29,8 @@ struct DirConfig {
 };
 
 struct ServerConfig {
-    int http10 = -1;  // KeepAliveHTTP10: -1 unset, 0 Off, 1 On
+    int http10 = -1;       // KeepAliveHTTP10: -1 unset, 0 Off, 1 On
+    int metrics_slot = 0;  // this server's counters (apache_metrics), set at post_config
 };
 
 void* create_dir_config(apr_pool_t* p, char* dir);

@@ -93,6 +93,9 @@ const char* reason_name(CloseReason reason) {
         case CloseReason::ResponseClose: return "response-close";
         case CloseReason::BudgetReached: return "budget-reached";
         case CloseReason::LifetimeReached: return "lifetime-reached";
+        case CloseReason::LoadShedding: return "load-shedding";
+        case CloseReason::IdleTimeout: return "idle-timeout";
+        case CloseReason::ClientGone: return "client-gone";
     }
     return "unknown";
 }

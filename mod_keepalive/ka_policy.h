@@ -96,7 +96,13 @@ enum class CloseReason {
     ResponseClose,   // the handler itself asked for "Connection: close"
     BudgetReached,   // MaxKeepAliveRequests used up
     LifetimeReached, // KeepAliveMaxLifetime passed
+    LoadShedding,    // the load-adaptive mode closed it to free a worker
+    // How a connection ends when its last response kept it:
+    IdleTimeout,     // the server closed it after waiting the idle timeout
+    ClientGone,      // the client closed it (or it broke) while idle
 };
+
+constexpr std::size_t kCloseReasonCount = static_cast<std::size_t>(CloseReason::ClientGone) + 1;
 
 const char* reason_name(CloseReason reason);
 

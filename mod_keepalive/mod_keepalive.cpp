@@ -46,6 +46,8 @@
 #include "apr_strings.h"
 
 #include "apache_config.h"
+#include "apache_metrics.h"
+#include "mod_status.h"
 #include "ka_policy.h"
 #include "ka_tokens.h"
 
@@ -61,18 +63,30 @@ namespace cfg = keepalive::apache;
 
 constexpr const char kPrepareFilter[] = "KEEPALIVE_PREPARE";
 constexpr const char kObserveFilter[] = "KEEPALIVE_OBSERVE";
+constexpr const char kIdleFilter[] = "KEEPALIVE_IDLE";
+constexpr const char kNote[] = "keepalive";
 
 ap_filter_rec_t* prepare_filter_handle;
 ap_filter_rec_t* observe_filter_handle;
+ap_filter_rec_t* idle_filter_handle;
 
 // Whether the MPM waits for the next request in the worker (prefork, worker),
 // where the socket timeout can be set per connection; set in post_config.
 bool mpm_waits_in_worker = true;
 
+// How the wait for the next request ended, as the connection's input saw it.
+enum class IdleEnd { Waiting, RequestArrived, TimedOut, ClientGone };
+
 // Per connection, created once from the connection pool.
 struct ConnectionState {
+    conn_rec* connection = nullptr;
     apr_time_t accepted = 0;
     apr_interval_time_t next_idle_timeout = -1;  // decided by the last kept response
+    std::uint64_t requests = 0;                  // responses the module decided on
+    bool last_kept = false;
+    keepalive::CloseReason last_reason = keepalive::CloseReason::None;
+    int metrics_slot = 0;  // the virtual host of the last request
+    IdleEnd idle_end = IdleEnd::RequestArrived;
 };
 
 // Per response, shared by the two filters; lives in the main request's pool,
@@ -313,6 +327,36 @@ void remove_keep_alive_field(request_rec* r, apr_bucket_brigade* bb) {
     APR_BRIGADE_CONCAT(bb, rest);
 }
 
+// What the decision was, for the access log (%{keepalive}n), the trace log,
+// the counters and the connection's end.
+void record(request_rec* r, const keepalive::Decision& d, bool kept) {
+    const char* note = nullptr;
+    if (kept) {
+        note = d.max_remaining >= 0 ? apr_psprintf(r->pool, "keep timeout=%d max=%d", d.advertised_timeout_s,
+                                                   d.max_remaining)
+                                    : apr_psprintf(r->pool, "keep timeout=%d", d.advertised_timeout_s);
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s (idle %" APR_TIME_T_FMT " ms%s)", note,
+                      apr_time_as_msec(d.idle_timeout_us), d.send_header ? "" : ", no header");
+    } else {
+        note = apr_pstrcat(r->pool, "close ", keepalive::reason_name(d.reason), nullptr);
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s", note);
+    }
+    // mod_log_config reads notes from the request it logs: the first one by
+    // default, the last with %>{...}n; internal redirects have their own.
+    for (request_rec* each = r; each; each = each->prev) apr_table_setn(each->notes, kNote, note);
+
+    const int slot = cfg::metrics_slot(r->server);
+    cfg::count_response(slot, kept);
+    if (ConnectionState* cs = connection_state(r->connection)) {
+        ++cs->requests;
+        cs->last_kept = kept;
+        cs->last_reason = d.reason;
+        cs->metrics_slot = slot;
+        cs->next_idle_timeout = d.idle_timeout_us;
+        cs->idle_end = IdleEnd::Waiting;
+    }
+}
+
 void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
     conn_rec* c = r->connection;
     const bool core_kept = c->keepalive == AP_CONN_KEEPALIVE;
@@ -327,19 +371,11 @@ void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "mod_keepalive: policy decided %s (%s) but core %s the connection",
                       d.keep() ? "keep" : "close", keepalive::reason_name(d.reason), core_kept ? "kept" : "closed");
-        return;
     }
-    if (!d.keep()) {
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "close %s", keepalive::reason_name(d.reason));
-        return;
-    }
-    if (!d.send_header && apr_table_get(r->headers_out, "Keep-Alive")) {
+    record(r, d, core_kept);
+    if (core_kept && !d.send_header && apr_table_get(r->headers_out, "Keep-Alive")) {
         remove_keep_alive_field(r, header_block);
     }
-    if (ConnectionState* cs = connection_state(c)) cs->next_idle_timeout = d.idle_timeout_us;
-    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "keep timeout=%d max=%d (idle %" APR_TIME_T_FMT " ms)%s",
-                  d.advertised_timeout_s, d.max_remaining, apr_time_as_msec(d.idle_timeout_us),
-                  d.send_header ? "" : ", no header");
 }
 
 apr_status_t observe_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
@@ -381,11 +417,53 @@ int add_observe_filter(request_rec* r) {
     return DECLINED;
 }
 
+// Why the connection ended: its last response's reason when that response
+// closed it; otherwise how the idle wait after it ended.
+keepalive::CloseReason end_reason(const ConnectionState& cs) {
+    if (!cs.last_kept) return cs.last_reason;
+    if (cs.idle_end == IdleEnd::ClientGone) return keepalive::CloseReason::ClientGone;
+    if (cs.idle_end == IdleEnd::Waiting && server_stopping()) return keepalive::CloseReason::ServerStopping;
+    return keepalive::CloseReason::IdleTimeout;
+}
+
+apr_status_t count_connection_end(void* data) {
+    const auto* cs = static_cast<const ConnectionState*>(data);
+    if (cs->requests > 0) cfg::count_connection_end(cs->metrics_slot, end_reason(*cs), cs->requests);
+    return APR_SUCCESS;
+}
+
+// Watches the reads that follow a kept response: the next request's first
+// bytes, the socket timeout (prefork, worker) or the client's close. Event
+// closes timed-out connections in its listener without reading: a connection
+// still waiting when it ends timed out.
+apr_status_t idle_filter(ap_filter_t* f, apr_bucket_brigade* bb, ap_input_mode_t mode, apr_read_type_e block,
+                         apr_off_t readbytes) {
+    auto* cs = static_cast<ConnectionState*>(f->ctx);
+    const apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    if (cs->idle_end != IdleEnd::Waiting) return rv;
+    if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_ETIMEDOUT(rv)) {
+        cs->idle_end = IdleEnd::TimedOut;
+    } else if (rv != APR_SUCCESS && !APR_STATUS_IS_EAGAIN(rv)) {
+        cs->idle_end = IdleEnd::ClientGone;
+    } else if (APR_BRIGADE_EMPTY(bb)) {
+        // A blocking read that returns nothing is the client's close (core's
+        // input filter turns EOF into an empty brigade); a non-blocking one,
+        // such as core's check for a pipelined request, just found no data.
+        if (block == APR_BLOCK_READ) cs->idle_end = IdleEnd::ClientGone;
+    } else {
+        cs->idle_end = APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(bb)) ? IdleEnd::ClientGone : IdleEnd::RequestArrived;
+    }
+    return rv;
+}
+
 int track_connection(conn_rec* c, void*) {
     if (c->master) return DECLINED;  // HTTP/2 streams: nothing to decide
     auto* cs = new (apr_palloc(c->pool, sizeof(ConnectionState))) ConnectionState();
+    cs->connection = c;
     cs->accepted = apr_time_now();
     ap_set_module_config(c->conn_config, &keepalive_module, cs);
+    ap_add_input_filter_handle(idle_filter_handle, cs, nullptr, c);
+    apr_pool_cleanup_register(c->pool, cs, count_connection_end, apr_pool_cleanup_null);
     return DECLINED;
 }
 
@@ -401,11 +479,11 @@ void set_idle_timeout(request_rec*, conn_rec* c) {
 
 // Adds "mod_keepalive/VERSION" to the Server banner; httpd shows module
 // components only with "ServerTokens Full", so the admin decides.
-int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_rec*) {
+int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s) {
     int async = 0;
     mpm_waits_in_worker = !(ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) == APR_SUCCESS && async);
     ap_add_version_component(pconf, "mod_keepalive/" MOD_KEEPALIVE_VERSION);
-    return OK;
+    return cfg::metrics_post_config(pconf, ptemp, s);
 }
 
 void register_hooks(apr_pool_t*) {
@@ -416,8 +494,11 @@ void register_hooks(apr_pool_t*) {
     ap_hook_pre_read_request(set_idle_timeout, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(add_prepare_filter, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(add_observe_filter, after_http_core, nullptr, APR_HOOK_REALLY_LAST);
+    ap_hook_handler(cfg::metrics_handler, nullptr, nullptr, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, cfg::metrics_status_section, nullptr, nullptr, APR_HOOK_MIDDLE);
     prepare_filter_handle = ap_register_output_filter(kPrepareFilter, prepare_filter, nullptr, AP_FTYPE_PROTOCOL);
     observe_filter_handle = ap_register_output_filter(kObserveFilter, observe_filter, nullptr, AP_FTYPE_PROTOCOL);
+    idle_filter_handle = ap_register_input_filter(kIdleFilter, idle_filter, nullptr, AP_FTYPE_CONNECTION);
 }
 
 }  // namespace

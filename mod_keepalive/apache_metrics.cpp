@@ -1,0 +1,226 @@
+#include "apache_metrics.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "http_protocol.h"
+#include "mod_status.h"
+#include "apr_shm.h"
+#include "apr_strings.h"
+
+#include "apache_config.h"
+#include "ka_metrics.h"
+
+APLOG_USE_MODULE(keepalive);
+
+namespace keepalive::apache {
+namespace {
+
+constexpr const char kRetainedKey[] = "mod_keepalive metrics";
+constexpr std::size_t kNameSize = 128;
+
+// One block of counters and the virtual host it belongs to. Slot 0 is the
+// whole server's total.
+struct Slot {
+    char name[kNameSize];
+    std::uint32_t in_use;
+    SharedCounters counters;
+};
+
+// Kept across graceful restarts (ap_retained_data), so counters keep counting
+// when the configuration is reloaded, as Prometheus counters should.
+struct Retained {
+    apr_shm_t* shm;
+    Slot* slots;
+    std::uint32_t capacity;
+};
+
+// Set in the parent at post_config; children inherit the mapping.
+Slot* slots = nullptr;
+std::uint32_t capacity = 0;
+
+std::string vhost_name(const server_rec* s) {
+    const unsigned port = s->port ? s->port : (s->addrs ? s->addrs->host_port : 0);
+    std::string name = s->server_hostname ? s->server_hostname : "";
+    if (port) name += ':' + std::to_string(port);
+    if (name.size() >= kNameSize) name.resize(kNameSize - 1);
+    return name;
+}
+
+Slot* create_slots(apr_pool_t* process_pool, Retained* retained, std::uint32_t wanted, const server_rec* s) {
+    apr_shm_t* shm = nullptr;
+    const apr_size_t size = sizeof(Slot) * wanted;
+    const apr_status_t rv = apr_shm_create(&shm, size, nullptr, process_pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_keepalive: cannot create %zu bytes of shared memory for counters",
+                     static_cast<std::size_t>(size));
+        return nullptr;
+    }
+    auto* fresh = static_cast<Slot*>(apr_shm_baseaddr_get(shm));
+    std::memset(static_cast<void*>(fresh), 0, size);
+    // Growing (more virtual hosts after a restart than ever before): carry the
+    // counts over. The old segment stays mapped for children of the previous
+    // generation that are still finishing their requests.
+    for (std::uint32_t i = 0; retained->slots && i < retained->capacity; ++i) {
+        const Slot& old = retained->slots[i];
+        Slot& now = fresh[i];
+        std::memcpy(now.name, old.name, kNameSize);
+        now.in_use = old.in_use;
+        const CounterValues v = old.counters.load();
+        now.counters.requests = v.requests;
+        now.counters.responses_keep = v.responses_keep;
+        now.counters.responses_close = v.responses_close;
+        for (std::size_t r = 0; r < kCloseReasonCount; ++r) now.counters.connections_closed[r] = v.connections_closed[r];
+        for (std::size_t b = 0; b < kHistogramSlots; ++b) {
+            now.counters.requests_per_connection[b] = v.requests_per_connection[b];
+        }
+        now.counters.requests_per_connection_sum = v.requests_per_connection_sum;
+        now.counters.requests_per_connection_count = v.requests_per_connection_count;
+    }
+    retained->shm = shm;
+    retained->slots = fresh;
+    retained->capacity = wanted;
+    return fresh;
+}
+
+int find_or_claim(const std::string& name) {
+    std::uint32_t free_slot = 0;
+    for (std::uint32_t i = 1; i < capacity; ++i) {
+        if (slots[i].in_use && name == slots[i].name) return static_cast<int>(i);
+        if (!slots[i].in_use && !free_slot) free_slot = i;
+    }
+    if (!free_slot) return 0;
+    std::memcpy(slots[free_slot].name, name.c_str(), name.size() + 1);
+    slots[free_slot].in_use = 1;
+    return static_cast<int>(free_slot);
+}
+
+ServerConfig* server_config(const server_rec* s) {
+    return static_cast<ServerConfig*>(ap_get_module_config(s->module_config, &keepalive_module));
+}
+
+CounterValues total_values() { return slots ? slots[0].counters.load() : CounterValues{}; }
+
+// Every virtual host's block once, in configuration order.
+std::vector<NamedValues> vhost_values() {
+    std::vector<NamedValues> out;
+    std::vector<int> seen;
+    for (const server_rec* s = ap_server_conf; s && slots; s = s->next) {
+        const int slot = server_config(s)->metrics_slot;
+        if (slot <= 0 || std::find(seen.begin(), seen.end(), slot) != seen.end()) continue;
+        seen.push_back(slot);
+        out.push_back({slots[slot].name, slots[slot].counters.load()});
+    }
+    return out;
+}
+
+bool wants_json(const request_rec* r) {
+    if (!r->args) return false;
+    for (const char* p = r->args; *p;) {
+        const char* end = std::strchr(p, '&');
+        const std::size_t n = end ? static_cast<std::size_t>(end - p) : std::strlen(p);
+        if (n == 11 && std::strncmp(p, "format=json", 11) == 0) return true;
+        if (!end) break;
+        p = end + 1;
+    }
+    return false;
+}
+
+}  // namespace
+
+int metrics_post_config(apr_pool_t*, apr_pool_t*, server_rec* main_server) {
+    std::uint32_t servers = 0;
+    for (const server_rec* s = main_server; s; s = s->next) ++servers;
+    // Room for the total, every server, and as many again for servers that a
+    // later graceful restart may add.
+    const std::uint32_t wanted = 1 + 2 * servers + 8;
+
+    auto* retained = static_cast<Retained*>(ap_retained_data_get(kRetainedKey));
+    if (!retained) retained = static_cast<Retained*>(ap_retained_data_create(kRetainedKey, sizeof(Retained)));
+    if (!retained->slots || retained->capacity < 1 + servers) {
+        if (!create_slots(main_server->process->pool, retained, std::max(wanted, retained->capacity * 2), main_server)) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    slots = retained->slots;
+    capacity = retained->capacity;
+    slots[0].in_use = 1;
+    for (server_rec* s = main_server; s; s = s->next) server_config(s)->metrics_slot = find_or_claim(vhost_name(s));
+    return OK;
+}
+
+int metrics_slot(const server_rec* s) { return server_config(s)->metrics_slot; }
+
+void count_response(int slot, bool kept) {
+    if (!slots) return;
+    slots[0].counters.count_response(kept);
+    if (slot > 0) slots[slot].counters.count_response(kept);
+}
+
+void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t requests_served) {
+    if (!slots) return;
+    slots[0].counters.count_connection_end(reason, requests_served);
+    if (slot > 0) slots[slot].counters.count_connection_end(reason, requests_served);
+}
+
+int metrics_handler(request_rec* r) {
+    if (!r->handler || std::strcmp(r->handler, "keepalive-status") != 0) return DECLINED;
+    r->allowed = AP_METHOD_BIT << M_GET;
+    if (r->method_number != M_GET) return HTTP_METHOD_NOT_ALLOWED;
+
+    const CounterValues total = total_values();
+    const std::vector<NamedValues> vhosts = vhost_values();
+    std::string body;
+    if (wants_json(r)) {
+        ap_set_content_type(r, "application/json");
+        body = render_json(total, vhosts);
+    } else {
+        ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
+        body = render_prometheus(total, vhosts);
+    }
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    ap_set_content_length(r, static_cast<apr_off_t>(body.size()));
+    if (!r->header_only) ap_rwrite(body.data(), static_cast<int>(body.size()), r);
+    return OK;
+}
+
+int metrics_status_section(request_rec* r, int flags) {
+    const CounterValues total = total_values();
+    if (flags & AP_STATUS_SHORT) {
+        ap_rputs(render_status_auto(total).c_str(), r);
+        return OK;
+    }
+    ap_rputs("<hr />\n<h2>mod_keepalive</h2>\n", r);
+    ap_rprintf(r, "<p>%" APR_UINT64_T_FMT " requests decided: %" APR_UINT64_T_FMT " kept the connection, %"
+                  APR_UINT64_T_FMT " closed it. %" APR_UINT64_T_FMT " connections closed, %.2f requests each "
+                  "on average.</p>\n",
+               total.requests, total.responses_keep, total.responses_close, total.requests_per_connection_count,
+               total.requests_per_connection_count
+                   ? static_cast<double>(total.requests_per_connection_sum) /
+                         static_cast<double>(total.requests_per_connection_count)
+                   : 0.0);
+    ap_rputs("<table border=\"0\"><tr><th>Connections closed because</th><th>Count</th></tr>\n", r);
+    for (std::size_t i = 1; i < kCloseReasonCount; ++i) {
+        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td></tr>\n",
+                   keepalive::reason_name(static_cast<keepalive::CloseReason>(i)), total.connections_closed[i]);
+    }
+    ap_rputs("</table>\n<table border=\"0\"><tr><th>Virtual host</th><th>Requests</th><th>Kept</th>"
+             "<th>Closed</th></tr>\n", r);
+    for (const NamedValues& v : vhost_values()) {
+        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td><td>%"
+                      APR_UINT64_T_FMT "</td></tr>\n",
+                   ap_escape_html(r->pool, v.name.c_str()), v.values.requests, v.values.responses_keep,
+                   v.values.responses_close);
+    }
+    ap_rputs("</table>\n", r);
+    return OK;
+}
+
+}  // namespace keepalive::apache

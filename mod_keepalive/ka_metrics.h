@@ -1,0 +1,77 @@
+// Counters of keep-alive decisions and of why connections closed, and their
+// rendering for Prometheus, JSON and mod_status.
+//
+// Part of the policy core: no httpd or APR headers. The adapter places
+// SharedCounters in shared memory, one block per virtual host and one for
+// the total, and every child and thread updates them with atomic adds: no
+// lock on the request path.
+#ifndef MOD_KEEPALIVE_KA_METRICS_H
+#define MOD_KEEPALIVE_KA_METRICS_H
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ka_policy.h"
+
+namespace keepalive {
+
+// Upper bounds (le) of the requests-per-connection histogram; +Inf follows.
+constexpr std::array<std::uint64_t, 11> kRequestsPerConnectionBounds = {1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000};
+constexpr std::size_t kHistogramSlots = kRequestsPerConnectionBounds.size() + 1;
+
+// A plain copy of one block of counters.
+struct CounterValues {
+    std::uint64_t requests = 0;
+    std::uint64_t responses_keep = 0;
+    std::uint64_t responses_close = 0;
+    std::array<std::uint64_t, kCloseReasonCount> connections_closed{};
+    std::array<std::uint64_t, kHistogramSlots> requests_per_connection{};  // per slot, not cumulative
+    std::uint64_t requests_per_connection_sum = 0;
+    std::uint64_t requests_per_connection_count = 0;
+};
+
+// One block of counters as it lives in shared memory. Zeroed memory is a
+// valid, empty block; every member is a lock-free atomic, so processes that
+// share the memory can update it concurrently.
+struct SharedCounters {
+    std::atomic<std::uint64_t> requests;
+    std::atomic<std::uint64_t> responses_keep;
+    std::atomic<std::uint64_t> responses_close;
+    std::array<std::atomic<std::uint64_t>, kCloseReasonCount> connections_closed;
+    std::array<std::atomic<std::uint64_t>, kHistogramSlots> requests_per_connection;
+    std::atomic<std::uint64_t> requests_per_connection_sum;
+    std::atomic<std::uint64_t> requests_per_connection_count;
+
+    // A response the module decided on (HTTP/2 and HTTP/0.9 are not counted).
+    void count_response(bool kept);
+    // A connection that carried at least one decided request has ended.
+    void count_connection_end(CloseReason reason, std::uint64_t requests_served);
+    CounterValues load() const;
+};
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "counters in shared memory need lock-free atomics");
+
+// The histogram slot for a connection that served `requests` requests.
+std::size_t histogram_slot(std::uint64_t requests);
+
+struct NamedValues {
+    std::string name;  // the virtual host, "host:port"
+    CounterValues values;
+};
+
+// Prometheus text exposition format 0.0.4. Each family has one series per
+// virtual host (label vhost="host:port") and one for the whole server
+// (no vhost label).
+std::string render_prometheus(const CounterValues& total, const std::vector<NamedValues>& vhosts);
+// The same numbers as JSON: {"total": {...}, "vhosts": [{"vhost": ..., ...}]}.
+std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts);
+// "Key: value" lines for mod_status's machine-readable ?auto page (totals).
+std::string render_status_auto(const CounterValues& total);
+
+}  // namespace keepalive
+
+#endif
