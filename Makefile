@@ -40,7 +40,7 @@ DEFINES  := -DMOD_KEEPALIVE_VERSION=\"$(VERSION)\"
 
 # The policy core is built without any httpd include path: it must not need one.
 CORE_SOURCES    := mod_keepalive/ka_policy.cpp mod_keepalive/ka_tokens.cpp mod_keepalive/ka_metrics.cpp
-ADAPTER_SOURCES := mod_keepalive/mod_keepalive.cpp mod_keepalive/apache_config.cpp mod_keepalive/apache_metrics.cpp
+ADAPTER_SOURCES := mod_keepalive/mod_keepalive.cpp mod_keepalive/apache_config.cpp mod_keepalive/apache_metrics.cpp mod_keepalive/apache_load.cpp
 UNIT_SOURCES    := $(wildcard tests/unit/*.cpp)
 
 CORE_OBJECTS    := $(CORE_SOURCES:%.cpp=$(OBJ)/%.o)

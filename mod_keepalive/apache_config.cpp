@@ -5,6 +5,7 @@
 
 #include "http_core.h"
 #include "http_log.h"
+#include "http_main.h"
 #include "apr_strings.h"
 
 APLOG_USE_MODULE(keepalive);
@@ -100,6 +101,41 @@ const char* set_http10(cmd_parms* cmd, void*, int on) {
     return nullptr;
 }
 
+ServerConfig* server_config(cmd_parms* cmd) {
+    return static_cast<ServerConfig*>(ap_get_module_config(cmd->server->module_config, &keepalive_module));
+}
+
+const char* set_adaptive(cmd_parms* cmd, void*, int on) {
+    server_config(cmd)->adaptive = on ? 1 : 0;
+    return nullptr;
+}
+
+const char* set_adaptive_thresholds(cmd_parms* cmd, void*, const char* shrink_arg, const char* close_arg) {
+    const auto shrink_at = keepalive::parse_percentage(shrink_arg);
+    if (!shrink_at) return directive_error(cmd, shrink_arg, "not a percentage from 0 to 100");
+    const auto close_at = keepalive::parse_percentage(close_arg);
+    if (!close_at) return directive_error(cmd, close_arg, "not a percentage from 0 to 100");
+    if (const auto problem = keepalive::check_adaptive_thresholds(*shrink_at, *close_at)) {
+        return directive_error(cmd, apr_pstrcat(cmd->pool, shrink_arg, " ", close_arg, nullptr), *problem);
+    }
+    server_config(cmd)->shrink_at_permille = *shrink_at;
+    server_config(cmd)->close_at_permille = *close_at;
+    return nullptr;
+}
+
+const char* set_adaptive_floor(cmd_parms* cmd, void*, const char* arg) {
+    return parse_duration(cmd, arg, &server_config(cmd)->adaptive_floor);
+}
+
+const char* set_sample_interval(cmd_parms* cmd, void*, const char* arg) {
+    if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
+    apr_interval_time_t value = 0;
+    if (const char* err = parse_duration(cmd, arg, &value)) return err;
+    if (value < 1000) return directive_error(cmd, arg, "must be at least 1ms");
+    server_config(cmd)->sample_interval = value;
+    return nullptr;
+}
+
 const char* set_disable_if(cmd_parms* cmd, void* cfg, const char* arg) {
     const char* err = nullptr;
     ap_expr_info_t* expr = ap_expr_parse_cmd(cmd, arg, 0, &err, nullptr);
@@ -138,6 +174,15 @@ const command_rec directives[] = {
                   "Age after which a connection's next response closes it; 0 is unlimited"),
     AP_INIT_FLAG("KeepAliveHTTP10", as_cmd_function(set_http10), nullptr, RSRC_CONF,
                  "On (default): HTTP/1.0 clients may opt in to keep-alive; Off: they never get it"),
+    AP_INIT_FLAG("KeepAliveAdaptive", as_cmd_function(set_adaptive), nullptr, RSRC_CONF,
+                 "On: shorten idle timeouts, then close connections, as workers fill up"),
+    AP_INIT_TAKE2("KeepAliveAdaptiveThresholds", as_cmd_function(set_adaptive_thresholds), nullptr, RSRC_CONF,
+                  "Worker occupancy where idle timeouts start to shrink, and where connections are closed, "
+                  "e.g. 50% 90%"),
+    AP_INIT_TAKE1("KeepAliveAdaptiveFloor", as_cmd_function(set_adaptive_floor), nullptr, RSRC_CONF,
+                  "The shortest idle timeout the adaptive mode shrinks to, e.g. 1 or 500ms"),
+    AP_INIT_TAKE1("KeepAliveAdaptiveInterval", as_cmd_function(set_sample_interval), nullptr, RSRC_CONF,
+                  "How often worker occupancy is sampled from the scoreboard (default 100ms)"),
     AP_INIT_TAKE1("KeepAliveDisableIf", as_cmd_function(set_disable_if), nullptr, RSRC_CONF | ACCESS_CONF,
                   "An ap_expr expression; when true the response closes the connection"),
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
@@ -161,9 +206,15 @@ void* merge_dir_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
 void* create_server_config(apr_pool_t* p, server_rec*) { return pool_new<ServerConfig>(p); }
 
 void* merge_server_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
+    const auto* parent = static_cast<const ServerConfig*>(parent_cfg);
+    const auto* child = static_cast<const ServerConfig*>(child_cfg);
     auto* merged = pool_new<ServerConfig>(p);
-    merged->http10 = inherit(static_cast<ServerConfig*>(child_cfg)->http10,
-                             static_cast<ServerConfig*>(parent_cfg)->http10, -1);
+    merged->http10 = inherit(child->http10, parent->http10, -1);
+    merged->adaptive = inherit(child->adaptive, parent->adaptive, -1);
+    merged->shrink_at_permille = inherit(child->shrink_at_permille, parent->shrink_at_permille, -1);
+    merged->close_at_permille = inherit(child->close_at_permille, parent->close_at_permille, -1);
+    merged->adaptive_floor = inherit(child->adaptive_floor, parent->adaptive_floor, kUnset);
+    merged->sample_interval = inherit(child->sample_interval, parent->sample_interval, kUnset);
     return merged;
 }
 
@@ -195,6 +246,12 @@ keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition) {
     if (dir->max_lifetime != kUnset) s.max_lifetime_us = dir->max_lifetime;
     if (dir->max_requests >= 0) s.max_requests = dir->max_requests;
     s.http10 = server->http10 != 0;
+    s.adaptive.enabled = server->adaptive == 1;
+    if (server->shrink_at_permille >= 0) {
+        s.adaptive.shrink_at_permille = server->shrink_at_permille;
+        s.adaptive.close_at_permille = server->close_at_permille;
+    }
+    if (server->adaptive_floor != kUnset) s.adaptive.floor_us = server->adaptive_floor;
 
     *disabled_by_condition = false;
     if (dir->disable_if) {
@@ -208,6 +265,12 @@ keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition) {
         }
     }
     return s;
+}
+
+apr_interval_time_t occupancy_sample_interval() {
+    const auto* main_conf =
+        static_cast<const ServerConfig*>(ap_get_module_config(ap_server_conf->module_config, &keepalive_module));
+    return main_conf->sample_interval != kUnset ? main_conf->sample_interval : apr_time_from_msec(100);
 }
 
 }  // namespace keepalive::apache

@@ -30,6 +30,11 @@ struct DirConfig {
 
 struct ServerConfig {
     int http10 = -1;       // KeepAliveHTTP10: -1 unset, 0 Off, 1 On
+    int adaptive = -1;     // KeepAliveAdaptive: -1 unset, 0 Off, 1 On
+    int shrink_at_permille = -1;  // KeepAliveAdaptiveThresholds
+    int close_at_permille = -1;
+    apr_interval_time_t adaptive_floor = kUnset;   // KeepAliveAdaptiveFloor
+    apr_interval_time_t sample_interval = kUnset;  // KeepAliveAdaptiveInterval (main server only)
     int metrics_slot = 0;  // this server's counters (apache_metrics), set at post_config
 };
 
@@ -46,6 +51,9 @@ int check_config(apr_pool_t* pconf, apr_pool_t* plog, apr_pool_t* ptemp, server_
 // The module's settings for this request, and whether its KeepAliveDisableIf
 // condition holds.
 keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition);
+
+// How often a child walks the scoreboard for the load-adaptive mode.
+apr_interval_time_t occupancy_sample_interval();
 
 }  // namespace keepalive::apache
 

@@ -40,6 +40,16 @@ std::int64_t requested_idle_timeout(const ConnectionLimits& limits, const Settin
     return settings.idle_timeout_us.value_or(limits.idle_timeout_us);
 }
 
+// The idle timeout after the load-adaptive mode has had its say: unchanged
+// below shrink_at, then linearly shorter, down to the floor (or to the
+// requested value, if that is shorter still) at close_at.
+std::int64_t adapted_idle_timeout(std::int64_t requested, const AdaptiveSettings& a, int occupancy_permille) {
+    if (!a.enabled || occupancy_permille <= a.shrink_at_permille || requested <= a.floor_us) return requested;
+    const std::int64_t span = a.close_at_permille - a.shrink_at_permille;
+    const std::int64_t over = std::min<std::int64_t>(occupancy_permille - a.shrink_at_permille, span);
+    return requested - (requested - a.floor_us) * over / span;
+}
+
 // Why this response must close the connection, or None. The order puts the
 // reason an administrator can act on first when several apply.
 CloseReason close_reason(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& f,
@@ -62,6 +72,9 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
     if (f.expecting_100) return CloseReason::ExpectContinue;
     if (f.framing == BodyFraming::Undelimited && http10) return CloseReason::UndelimitedBody;
     if (asks_for_close(f.response_connection)) return CloseReason::ResponseClose;
+    if (settings.adaptive.enabled && f.occupancy_permille >= settings.adaptive.close_at_permille) {
+        return CloseReason::LoadShedding;
+    }
     const std::int64_t lifetime = settings.max_lifetime_us.value_or(0);
     if (lifetime > 0 && f.connection_age_us >= lifetime) return CloseReason::LifetimeReached;
     // As core: only 0 means unlimited; a negative MaxKeepAliveRequests closes.
@@ -139,7 +152,8 @@ Decision decide(const ConnectionLimits& limits, const Settings& settings, const 
 
     // Under event the server waits the virtual host's time whatever a
     // directory asks: advertise no more than that, and no more than asked.
-    const std::int64_t requested = requested_idle_timeout(limits, settings);
+    const std::int64_t requested =
+        adapted_idle_timeout(requested_idle_timeout(limits, settings), settings.adaptive, facts.occupancy_permille);
     d.idle_timeout_us = limits.per_response_idle_timeout ? requested : limits.idle_timeout_us;
     d.advertised_timeout_us = std::min(requested, d.idle_timeout_us);
     if (settings.advertised_timeout_us) {
@@ -180,6 +194,19 @@ std::optional<int> parse_request_count(std::string_view text) {
     }
     if (value > kMaxRequestCount) return std::nullopt;
     return static_cast<int>(value);
+}
+
+std::optional<int> parse_percentage(std::string_view text) {
+    if (!text.empty() && text.back() == '%') text.remove_suffix(1);
+    const auto value = parse_request_count(text);
+    if (!value || *value > 100) return std::nullopt;
+    return *value * 10;
+}
+
+std::optional<std::string> check_adaptive_thresholds(int shrink_at_permille, int close_at_permille) {
+    if (shrink_at_permille < close_at_permille) return std::nullopt;
+    return "the occupancy where idle timeouts start to shrink (" + std::to_string(shrink_at_permille / 10) +
+           "%) must be below the one where connections are closed (" + std::to_string(close_at_permille / 10) + "%)";
 }
 
 std::optional<HeaderMode> parse_header_mode(std::string_view text) {

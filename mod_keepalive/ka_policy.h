@@ -33,6 +33,16 @@ enum class HeaderMode {
     Never,
 };
 
+// The load-adaptive mode (KeepAliveAdaptive): as worker occupancy rises past
+// shrink_at the idle timeout shrinks linearly toward floor, reached at
+// close_at; from close_at on, responses close their connection.
+struct AdaptiveSettings {
+    bool enabled = false;
+    int shrink_at_permille = 500;
+    int close_at_permille = 900;
+    std::int64_t floor_us = 1000000;
+};
+
 // mod_keepalive's own directives, merged for the request. Unset values fall
 // back to core's (ConnectionLimits), so with none set nothing changes but
 // the header.
@@ -43,6 +53,7 @@ struct Settings {
     std::optional<int> max_requests;                    // KeepAliveMaxRequests
     std::optional<std::int64_t> max_lifetime_us;        // KeepAliveMaxLifetime
     bool http10 = true;                                 // KeepAliveHTTP10
+    AdaptiveSettings adaptive;                          // KeepAliveAdaptive*
 };
 
 // How the response body is delimited. Before core's CONTENT_LENGTH filter has
@@ -71,6 +82,7 @@ struct ResponseFacts {
     std::int64_t connection_age_us = 0;  // since the connection was accepted
     bool forward_proxy = false;      // served as a forward proxy (ProxyRequests On)
     bool disabled_by_condition = false;  // a KeepAliveDisableIf expression was true
+    int occupancy_permille = -1;     // share of workers busy (sampled); -1 unknown
     bool server_stopping = false;    // graceful stop or restart under way
 };
 
@@ -143,6 +155,9 @@ std::optional<std::string> check_advertised_timeout(std::int64_t advertised_us, 
 // "0".."2147483647", digits only; nothing on anything else.
 std::optional<int> parse_request_count(std::string_view text);
 std::optional<HeaderMode> parse_header_mode(std::string_view text);
+// "60%" or "60": a whole percentage from 0 to 100, as permille.
+std::optional<int> parse_percentage(std::string_view text);
+std::optional<std::string> check_adaptive_thresholds(int shrink_at_permille, int close_at_permille);
 
 }  // namespace keepalive
 

@@ -46,6 +46,7 @@
 #include "apr_strings.h"
 
 #include "apache_config.h"
+#include "apache_load.h"
 #include "apache_metrics.h"
 #include "mod_status.h"
 #include "ka_policy.h"
@@ -239,6 +240,9 @@ void prepare(ResponseState* st, request_rec* r) {
     st->limits = enforced_limits(r);
     st->settings = cfg::settings_for(r, &disabled_by_condition);
     st->facts = gather_facts(r, disabled_by_condition);
+    if (st->settings.adaptive.enabled) {
+        st->facts.occupancy_permille = cfg::worker_occupancy(apr_time_now(), cfg::occupancy_sample_interval());
+    }
     st->decision = keepalive::decide(st->limits, st->settings, st->facts);
     if (st->decision.verdict == keepalive::Verdict::NotApplicable) return;
 
@@ -490,6 +494,7 @@ void register_hooks(apr_pool_t*) {
     static const char* const after_http_core[] = {"http_core.c", nullptr};
     ap_hook_check_config(cfg::check_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_child_init(cfg::load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(track_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_read_request(set_idle_timeout, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(add_prepare_filter, nullptr, nullptr, APR_HOOK_MIDDLE);

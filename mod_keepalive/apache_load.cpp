@@ -1,0 +1,75 @@
+#include "apache_load.h"
+
+#include <atomic>
+
+#include "ap_mpm.h"
+#include "scoreboard.h"
+
+namespace keepalive::apache {
+namespace {
+
+int server_limit = 0;  // scoreboard dimensions
+int thread_limit = 0;
+int capacity = 0;      // workers the MPM may run: MaxRequestWorkers
+
+std::atomic<apr_time_t> next_sample_at{0};
+std::atomic<int> last_occupancy{-1};
+
+// A worker that holds a client: serving, or (prefork, worker) waiting on an
+// idle keep-alive connection, which is exactly what starves new clients.
+bool occupied(int status) {
+    switch (status) {
+        case SERVER_DEAD:
+        case SERVER_STARTING:
+        case SERVER_READY:
+        case SERVER_IDLE_KILL:
+            return false;
+        default:
+            return true;
+    }
+}
+
+int walk_scoreboard() {
+    if (!ap_scoreboard_image || capacity <= 0) return -1;
+    int busy = 0;
+    for (int i = 0; i < server_limit; ++i) {
+        const process_score* ps = ap_get_scoreboard_process(i);
+        if (!ps || ps->pid == 0) continue;
+        if (ps->not_accepting) {
+            // Event: a process that stopped accepting is full, whatever its
+            // threads are doing at this instant.
+            busy += thread_limit;
+            continue;
+        }
+        for (int j = 0; j < thread_limit; ++j) {
+            const worker_score* ws = ap_get_scoreboard_worker_from_indexes(i, j);
+            if (ws && occupied(ws->status)) ++busy;
+        }
+    }
+    const long permille = static_cast<long>(busy) * 1000 / capacity;
+    return static_cast<int>(permille > 1000 ? 1000 : permille);
+}
+
+int query(int what) {
+    int value = 0;
+    return ap_mpm_query(what, &value) == APR_SUCCESS ? value : 0;
+}
+
+}  // namespace
+
+void load_child_init(apr_pool_t*, server_rec*) {
+    server_limit = query(AP_MPMQ_HARD_LIMIT_DAEMONS);
+    thread_limit = query(AP_MPMQ_HARD_LIMIT_THREADS);
+    const int threads = query(AP_MPMQ_MAX_THREADS);
+    capacity = query(AP_MPMQ_MAX_DAEMONS) * (threads > 0 ? threads : 1);
+}
+
+int worker_occupancy(apr_time_t now, apr_interval_time_t interval) {
+    apr_time_t due = next_sample_at.load(std::memory_order_relaxed);
+    if (now >= due && next_sample_at.compare_exchange_strong(due, now + interval, std::memory_order_relaxed)) {
+        last_occupancy.store(walk_scoreboard(), std::memory_order_relaxed);
+    }
+    return last_occupancy.load(std::memory_order_relaxed);
+}
+
+}  // namespace keepalive::apache
