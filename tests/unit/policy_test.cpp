@@ -454,3 +454,95 @@ TEST(DirectiveArguments, HeaderModes) {
     EXPECT_FALSE(keepalive::parse_header_mode("on"));
     EXPECT_FALSE(keepalive::parse_header_mode(""));
 }
+
+// ---- the load-adaptive mode -------------------------------------------------
+
+namespace {
+
+Settings adaptive(int shrink_at = 500, int close_at = 900, std::int64_t floor_us = 1000000) {
+    Settings s;
+    s.adaptive.enabled = true;
+    s.adaptive.shrink_at_permille = shrink_at;
+    s.adaptive.close_at_permille = close_at;
+    s.adaptive.floor_us = floor_us;
+    return s;
+}
+
+ResponseFacts at_occupancy(int permille) {
+    ResponseFacts f = http11();
+    f.occupancy_permille = permille;
+    return f;
+}
+
+}  // namespace
+
+TEST(Adaptive, BelowTheFirstThresholdNothingChanges) {
+    for (int occupancy : {0, 250, 500}) {
+        const Decision d = decide(limits(5000000), adaptive(), at_occupancy(occupancy));
+        EXPECT_TRUE(d.keep());
+        EXPECT_EQ(d.idle_timeout_us, 5000000) << occupancy;
+    }
+}
+
+TEST(Adaptive, IdleTimeoutShrinksLinearlyTowardTheFloor) {
+    // 5 s at 50%, 1 s at 90%: halfway (70%) is 3 s.
+    EXPECT_EQ(decide(limits(5000000), adaptive(), at_occupancy(700)).idle_timeout_us, 3000000);
+    EXPECT_EQ(decide(limits(5000000), adaptive(), at_occupancy(600)).idle_timeout_us, 4000000);
+    EXPECT_EQ(decide(limits(5000000), adaptive(), at_occupancy(899)).idle_timeout_us, 1010000);
+    const Decision d = decide(limits(5000000), adaptive(), at_occupancy(700));
+    EXPECT_EQ(header(d), "timeout=3, max=100");
+}
+
+TEST(Adaptive, AtOrAboveTheSecondThresholdResponsesClose) {
+    for (int occupancy : {900, 950, 1000}) {
+        const Decision d = decide(limits(), adaptive(), at_occupancy(occupancy));
+        EXPECT_EQ(d.reason, CloseReason::LoadShedding) << occupancy;
+        EXPECT_EQ(header(d), "");
+    }
+    EXPECT_STREQ(keepalive::reason_name(CloseReason::LoadShedding), "load-shedding");
+}
+
+TEST(Adaptive, RecoversAsSoonAsOccupancyFalls) {
+    EXPECT_FALSE(decide(limits(), adaptive(), at_occupancy(950)).keep());
+    const Decision d = decide(limits(), adaptive(), at_occupancy(100));
+    EXPECT_TRUE(d.keep());
+    EXPECT_EQ(d.idle_timeout_us, 5000000);
+}
+
+TEST(Adaptive, NeverLengthensATimeoutShorterThanTheFloor) {
+    EXPECT_EQ(decide(limits(500000), adaptive(), at_occupancy(800)).idle_timeout_us, 500000);
+}
+
+TEST(Adaptive, UnknownOccupancyOrModeOffChangesNothing) {
+    EXPECT_EQ(decide(limits(), adaptive(), at_occupancy(-1)).idle_timeout_us, 5000000);
+    Settings off = adaptive();
+    off.adaptive.enabled = false;
+    EXPECT_TRUE(decide(limits(), off, at_occupancy(1000)).keep());
+    EXPECT_EQ(decide(limits(), off, at_occupancy(1000)).idle_timeout_us, 5000000);
+}
+
+TEST(Adaptive, AdvertisedNeverExceedsWhatIsEnforced) {
+    for (int occupancy = 0; occupancy < 900; occupancy += 37) {
+        for (bool per_response : {true, false}) {
+            ConnectionLimits l = limits(5000000);
+            l.per_response_idle_timeout = per_response;
+            const Decision d = decide(l, adaptive(), at_occupancy(occupancy));
+            ASSERT_TRUE(d.keep());
+            EXPECT_LE(d.advertised_timeout_us, d.idle_timeout_us) << occupancy;
+            EXPECT_LE(static_cast<std::int64_t>(d.advertised_timeout_s) * 1000000, d.idle_timeout_us);
+        }
+    }
+}
+
+TEST(DirectiveArguments, Percentages) {
+    EXPECT_EQ(keepalive::parse_percentage("50%"), 500);
+    EXPECT_EQ(keepalive::parse_percentage("90"), 900);
+    EXPECT_EQ(keepalive::parse_percentage("0%"), 0);
+    EXPECT_EQ(keepalive::parse_percentage("100%"), 1000);
+    for (const char* bad : {"", "%", "101%", "-5%", "50.5%", "half", "50%%"}) {
+        EXPECT_FALSE(keepalive::parse_percentage(bad)) << bad;
+    }
+    EXPECT_FALSE(keepalive::check_adaptive_thresholds(500, 900));
+    EXPECT_TRUE(keepalive::check_adaptive_thresholds(900, 500));
+    EXPECT_TRUE(keepalive::check_adaptive_thresholds(700, 700));
+}
