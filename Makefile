@@ -8,6 +8,8 @@
 #   make deb        build the Debian package build/libapache2-mod-keepalive_*.deb
 #   make test-package  as root: install that package, a2enmod, run apache2, purge
 
+SHELL := /bin/bash
+
 include apxs/config.mk
 
 # debian/changelog is the one place the version is written: the upstream part
@@ -25,7 +27,8 @@ UNIT_TESTS := $(BUILD)/unit_tests
 
 # Debian packages the build, the demo and the tests need.
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
-                libgtest-dev python3 python3-pytest nghttp2-client wrk
+                libgtest-dev python3 python3-pytest nghttp2-client wrk \
+                clang libclang-rt-14-dev
 # ... and those "make deb" needs: debian/control's Build-Depends (dh-apache2
 # is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
 DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
@@ -47,7 +50,18 @@ CORE_OBJECTS    := $(CORE_SOURCES:%.cpp=$(OBJ)/%.o)
 ADAPTER_OBJECTS := $(ADAPTER_SOURCES:%.cpp=$(OBJ)/%.o)
 UNIT_OBJECTS    := $(UNIT_SOURCES:%.cpp=$(OBJ)/%.o)
 
-.PHONY: all deps deps-deb run test unit-test integration-test deb test-package \
+# Sanitized builds of the policy core: its unit tests under ASan and UBSan,
+# and libFuzzer targets (Debian's clang) for its parsers and its decision.
+SAN_FLAGS     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_OBJ       := $(BUILD)/san
+SAN_UNIT      := $(BUILD)/unit_tests_sanitized
+CLANGXX       ?= clang++
+FUZZ_SECONDS  ?= 60
+TEST_FUZZ_SECONDS ?= 10
+FUZZ_TARGETS  := connection_tokens decide directive_args
+FUZZ_BINARIES := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+
+.PHONY: all deps unit-test-sanitized fuzz deps-deb run test unit-test integration-test deb test-package \
         install uninstall clean
 
 all: $(MODULE_SO)
@@ -81,15 +95,49 @@ $(OBJ)/tests/unit/%.o: tests/unit/%.cpp
 $(UNIT_TESTS): $(CORE_OBJECTS) $(UNIT_OBJECTS)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ -lgtest -lgtest_main -pthread
 
+# clang: g++ 12 with sanitizers warns falsely inside libstdc++'s <regex>.
+$(SAN_OBJ)/%.o: %.cpp
+	@mkdir -p $(@D)
+	$(CLANGXX) -std=c++17 -O1 -g $(SAN_FLAGS) $(WARNINGS) -Imod_keepalive -MMD -MP -c $< -o $@
+
+$(SAN_UNIT): $(CORE_SOURCES:%.cpp=$(SAN_OBJ)/%.o) $(UNIT_SOURCES:%.cpp=$(SAN_OBJ)/%.o)
+	$(CLANGXX) -O1 -g $(SAN_FLAGS) -o $@ $^ -lgtest -lgtest_main -pthread
+
+# The unit tests again, built with AddressSanitizer and UndefinedBehaviorSanitizer.
+unit-test-sanitized: $(SAN_UNIT)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(SAN_UNIT) --gtest_brief=1
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.cpp $(CORE_SOURCES) $(wildcard mod_keepalive/ka_*.h)
+	@mkdir -p $(@D)
+	$(CLANGXX) -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -Imod_keepalive -o $@ $< $(CORE_SOURCES)
+
+# Runs each libFuzzer target for FUZZ_SECONDS on a copy of its committed seed
+# corpus (new inputs stay under build/); a finding stops with its reproducer.
+fuzz: $(FUZZ_BINARIES)
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$t $(BUILD)/fuzz/findings-$$t && \
+	    cp -n tests/fuzz/corpus/$$t/* $(BUILD)/fuzz/corpus-$$t/ && \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS)s" && \
+	    $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/fuzz/findings-$$t/ $(BUILD)/fuzz/corpus-$$t 2>&1 \
+	        | grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|.*runtime error)' \
+	        ; test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
 unit-test: $(UNIT_TESTS)
 	$(UNIT_TESTS) --gtest_brief=1
 
 integration-test: $(MODULE_SO)
 	$(PYTHON) -m pytest -p no:cacheprovider -rs tests/integration
 
+# Everything CI checks: unit tests (also under ASan/UBSan), a short fuzzing
+# pass, then the integration tests on a real httpd.
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
 	@$(MAKE) --no-print-directory unit-test
+	@$(MAKE) --no-print-directory unit-test-sanitized
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 	@$(MAKE) --no-print-directory integration-test
 
 run: deps
@@ -130,4 +178,5 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
+-include $(wildcard $(SAN_OBJ)/*/*.d $(SAN_OBJ)/*/*/*.d)
 -include $(CORE_OBJECTS:.o=.d) $(ADAPTER_OBJECTS:.o=.d) $(UNIT_OBJECTS:.o=.d)

@@ -79,7 +79,9 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
     if (lifetime > 0 && f.connection_age_us >= lifetime) return CloseReason::LifetimeReached;
     // As core: only 0 means unlimited; a negative MaxKeepAliveRequests closes.
     const int max_requests = settings.max_requests.value_or(limits.max_requests);
-    if (max_requests != 0 && max_requests - f.responses_kept_before <= 0) return CloseReason::BudgetReached;
+    if (max_requests != 0 && std::int64_t{max_requests} - f.responses_kept_before <= 0) {
+        return CloseReason::BudgetReached;
+    }
     return CloseReason::None;
 }
 
