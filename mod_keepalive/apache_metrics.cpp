@@ -173,6 +173,7 @@ void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t
 int metrics_handler(request_rec* r) {
     if (!r->handler || std::strcmp(r->handler, "keepalive-status") != 0) return DECLINED;
     r->allowed = AP_METHOD_BIT << M_GET;
+    r->allowed_methods->method_mask = AP_METHOD_BIT << M_GET;
     if (r->method_number != M_GET) return HTTP_METHOD_NOT_ALLOWED;
 
     const CounterValues total = total_values();

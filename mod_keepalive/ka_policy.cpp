@@ -55,7 +55,11 @@ std::int64_t adapted_idle_timeout(std::int64_t requested, const AdaptiveSettings
 CloseReason close_reason(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& f,
                          bool opted_in) {
     const bool http10 = !at_least_http11(f);
-    if (f.connection_marked_close) return CloseReason::MarkedClose;
+    // Core marks the connection closed before it sends the error response
+    // that drops it: the status says more than the mark.
+    if (f.connection_marked_close) {
+        return status_drops_connection(f.status) ? CloseReason::ErrorStatus : CloseReason::MarkedClose;
+    }
     if (f.server_stopping) return CloseReason::ServerStopping;
     if (asks_for_close(f.request_connection)) return CloseReason::ClientClose;
     if (http10 && !opted_in) return CloseReason::Http10NoOptIn;

@@ -517,6 +517,8 @@ __attribute__((visibility("default"))) module AP_MODULE_DECLARE_DATA keepalive_m
     cfg::merge_server_config,
     cfg::directives,
     register_hooks,
-    AP_MODULE_FLAG_NONE,
+    // Every virtual host gets its own server config, even without a directive
+    // of this module: it carries the host's counter block (apache_metrics).
+    AP_MODULE_FLAG_ALWAYS_MERGE,
 };
 }

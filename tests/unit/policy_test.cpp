@@ -216,6 +216,16 @@ TEST(Policy, DoomedConnectionCloses) {
     EXPECT_EQ(decide(limits(), f).reason, CloseReason::MarkedClose);
 }
 
+TEST(Policy, ErrorResponseOnADoomedConnectionIsAnErrorStatus) {
+    // Core marks the connection closed before it sends a 400 or a 500.
+    ResponseFacts f = http11();
+    f.connection_marked_close = true;
+    f.status = 400;
+    EXPECT_EQ(decide(limits(), f).reason, CloseReason::ErrorStatus);
+    f.status = 200;
+    EXPECT_EQ(decide(limits(), f).reason, CloseReason::MarkedClose);
+}
+
 TEST(Policy, StoppingServerCloses) {
     ResponseFacts f = http11();
     f.server_stopping = true;
