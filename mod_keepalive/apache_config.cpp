@@ -6,6 +6,7 @@
 #include "http_core.h"
 #include "http_log.h"
 #include "http_main.h"
+#include "apr_lib.h"
 #include "apr_strings.h"
 
 APLOG_USE_MODULE(keepalive);
@@ -28,7 +29,9 @@ const char* directive_error(cmd_parms* cmd, const char* arg, const std::string& 
 // a number with an optional unit (ms, s, mi, h), seconds by default.
 const char* parse_duration(cmd_parms* cmd, const char* arg, apr_interval_time_t* out) {
     apr_interval_time_t value = 0;
-    if (ap_timeout_parameter_parse(arg, &value, "s") != APR_SUCCESS) {
+    // httpd's parser reads a word such as "soon" as zero of its first letter's
+    // unit: only numbers are durations.
+    if (!apr_isdigit(arg[0]) || ap_timeout_parameter_parse(arg, &value, "s") != APR_SUCCESS) {
         return directive_error(cmd, arg, "not a duration (a number, optionally followed by ms, s, mi or h)");
     }
     if (const auto problem = keepalive::check_timeout(value)) return directive_error(cmd, arg, *problem);
@@ -38,11 +41,27 @@ const char* parse_duration(cmd_parms* cmd, const char* arg, apr_interval_time_t*
 
 bool in_server_context(const cmd_parms* cmd) { return cmd->path == nullptr; }
 
-// Within one section both timeouts are known at parse time.
-const char* check_section_timeouts(cmd_parms* cmd, const char* arg, const DirConfig* conf) {
+// Within one section both timeouts are known at parse time; whichever comes
+// second reports the pair.
+const char* check_section_timeouts(cmd_parms* cmd, const DirConfig* conf) {
     if (conf->advertised_timeout == kUnset || conf->idle_timeout == kUnset) return nullptr;
     if (const auto problem = keepalive::check_advertised_timeout(conf->advertised_timeout, conf->idle_timeout)) {
-        return directive_error(cmd, arg, *problem);
+        return apr_psprintf(cmd->pool, "KeepAliveAdvertisedTimeout %" APR_TIME_T_FMT "ms with KeepAliveIdleTimeout %"
+                            APR_TIME_T_FMT "ms in the same section: %s",
+                            apr_time_as_msec(conf->advertised_timeout), apr_time_as_msec(conf->idle_timeout),
+                            problem->c_str());
+    }
+    return nullptr;
+}
+
+// On|Off, with an error that names the value (AP_INIT_FLAG's does not).
+const char* parse_on_off(cmd_parms* cmd, const char* arg, int* out) {
+    if (!ap_cstr_casecmp(arg, "On")) {
+        *out = 1;
+    } else if (!ap_cstr_casecmp(arg, "Off")) {
+        *out = 0;
+    } else {
+        return directive_error(cmd, arg, "must be On or Off");
     }
     return nullptr;
 }
@@ -53,13 +72,19 @@ const char* set_idle_timeout(cmd_parms* cmd, void* cfg, const char* arg) {
     if (in_server_context(cmd)) {
         // For a server or virtual host this is its KeepAliveTimeout, so that
         // every MPM, event's per-vhost keep-alive queues included, enforces it
-        // natively; core's inheritance rules for vhosts apply unchanged.
-        cmd->server->keep_alive_timeout = value;
-        cmd->server->keep_alive_timeout_set = 1;
+        // natively; core's inheritance rules for vhosts apply unchanged. Zero
+        // is KeepAlive Off: core would read a vhost's zero timeout as "unset"
+        // and inherit the main server's.
+        if (value == 0) {
+            cmd->server->keep_alive = 0;
+        } else {
+            cmd->server->keep_alive_timeout = value;
+            cmd->server->keep_alive_timeout_set = 1;
+        }
         return nullptr;
     }
     dir_config(cfg)->idle_timeout = value;
-    return check_section_timeouts(cmd, arg, dir_config(cfg));
+    return check_section_timeouts(cmd, dir_config(cfg));
 }
 
 const char* set_advertised_timeout(cmd_parms* cmd, void* cfg, const char* arg) {
@@ -69,7 +94,7 @@ const char* set_advertised_timeout(cmd_parms* cmd, void* cfg, const char* arg) {
         return directive_error(cmd, arg, "must be above zero (KeepAliveHeader Never sends no header at all)");
     }
     dir_config(cfg)->advertised_timeout = value;
-    return check_section_timeouts(cmd, arg, dir_config(cfg));
+    return check_section_timeouts(cmd, dir_config(cfg));
 }
 
 const char* set_max_lifetime(cmd_parms* cmd, void* cfg, const char* arg) {
@@ -95,19 +120,16 @@ const char* set_header_mode(cmd_parms* cmd, void* cfg, const char* arg) {
     return nullptr;
 }
 
-const char* set_http10(cmd_parms* cmd, void*, int on) {
-    auto* conf = static_cast<ServerConfig*>(ap_get_module_config(cmd->server->module_config, &keepalive_module));
-    conf->http10 = on ? 1 : 0;
-    return nullptr;
-}
-
 ServerConfig* server_config(cmd_parms* cmd) {
     return static_cast<ServerConfig*>(ap_get_module_config(cmd->server->module_config, &keepalive_module));
 }
 
-const char* set_adaptive(cmd_parms* cmd, void*, int on) {
-    server_config(cmd)->adaptive = on ? 1 : 0;
-    return nullptr;
+const char* set_http10(cmd_parms* cmd, void*, const char* arg) {
+    return parse_on_off(cmd, arg, &server_config(cmd)->http10);
+}
+
+const char* set_adaptive(cmd_parms* cmd, void*, const char* arg) {
+    return parse_on_off(cmd, arg, &server_config(cmd)->adaptive);
 }
 
 const char* set_adaptive_thresholds(cmd_parms* cmd, void*, const char* shrink_arg, const char* close_arg) {
@@ -172,9 +194,9 @@ const command_rec directives[] = {
                   "Requests per connection; 0 is unlimited"),
     AP_INIT_TAKE1("KeepAliveMaxLifetime", as_cmd_function(set_max_lifetime), nullptr, RSRC_CONF | ACCESS_CONF,
                   "Age after which a connection's next response closes it; 0 is unlimited"),
-    AP_INIT_FLAG("KeepAliveHTTP10", as_cmd_function(set_http10), nullptr, RSRC_CONF,
+    AP_INIT_TAKE1("KeepAliveHTTP10", as_cmd_function(set_http10), nullptr, RSRC_CONF,
                  "On (default): HTTP/1.0 clients may opt in to keep-alive; Off: they never get it"),
-    AP_INIT_FLAG("KeepAliveAdaptive", as_cmd_function(set_adaptive), nullptr, RSRC_CONF,
+    AP_INIT_TAKE1("KeepAliveAdaptive", as_cmd_function(set_adaptive), nullptr, RSRC_CONF,
                  "On: shorten idle timeouts, then close connections, as workers fill up"),
     AP_INIT_TAKE2("KeepAliveAdaptiveThresholds", as_cmd_function(set_adaptive_thresholds), nullptr, RSRC_CONF,
                   "Worker occupancy where idle timeouts start to shrink, and where connections are closed, "

@@ -214,3 +214,44 @@ FORGED_CONFIG = """\
     Header always set Keep-Alive "%s"
 </Location>
 """ % FORGED_VALUE
+
+
+# -- helpers shared by the directive and rule tests ---------------------------
+def cgi_module(mpm):
+    """The CGI module Debian enables for ``mpm`` (a2enmod cgi picks cgid
+    under the threaded MPMs)."""
+    return "cgi" if mpm == "prefork" else "cgid"
+
+
+def cgi_directory_config(directory="@DOCROOT@/cgi"):
+    return """\
+<Directory "%s">
+    Options +ExecCGI
+    SetHandler cgi-script
+</Directory>
+""" % directory
+
+
+def assert_persistent_without_keepalive(resp, request=None):
+    """A response that keeps the connection but carries no Keep-Alive
+    header (KeepAliveHeader OnRequest/Never)."""
+    what = resp.describe(request)
+    assert not resp.has("Keep-Alive"), (
+        "expected no Keep-Alive header on this response\n%s" % what)
+    assert "close" not in resp.tokens("Connection"), (
+        "expected a persistent response, got Connection: close\n%s" % what)
+
+
+def assert_still_open(conn, request=None, resp=None, wait=0.1):
+    """The server did not close the connection within ``wait`` s."""
+    elapsed = conn.wait_for_close(wait)
+    assert elapsed is None, (
+        "server closed the connection %.3fs after a response that said it "
+        "would stay open\n%s" % (elapsed, resp.describe(request) if resp
+                                 else "request bytes: %r" % (request,)))
+
+
+def configtest_mpm():
+    """The one MPM the configtest-only tests run under: event if selected."""
+    mpms = selected_mpms()
+    return "event" if "event" in mpms else mpms[0]

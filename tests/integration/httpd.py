@@ -171,6 +171,11 @@ class HttpdServer:
     files: {path relative to the server directory: bytes} written before
         start (e.g. scripts referenced by extra_config).
     port: listen on this port instead of a free one picked at start.
+    executables: paths (relative to the server directory, among ``files``)
+        made executable, e.g. CGI scripts.
+    extra_ports: number of additional free ports to listen on (for a
+        backend <VirtualHost> or a proxy target); in extra_config they are
+        @PORT1@, @PORT2@, ...
     In extra_config, @PORT@, @DIR@ and @DOCROOT@ are replaced by the
     listening port, the server directory and the DocumentRoot.
     """
@@ -178,7 +183,7 @@ class HttpdServer:
     def __init__(self, mpm, module_path=None, http2=False,
                  keepalive=("On", "5", "100"), extra_config="",
                  extra_modules=(), files=None, log_level="notice",
-                 name="httpd", port=None):
+                 name="httpd", port=None, executables=(), extra_ports=0):
         if mpm not in MPM_CONFIG:
             raise ValueError("unknown MPM %r" % mpm)
         self.mpm = mpm
@@ -194,6 +199,9 @@ class HttpdServer:
         self.dir = None
         self.fixed_port = port
         self.port = None
+        self.executables = tuple(executables)
+        self.extra_port_count = extra_ports
+        self.extra_ports = []
         self.proc = None
         self.pgid = None
         self._checked_offset = 0
@@ -238,6 +246,8 @@ class HttpdServer:
             os.chmod(root, 0o755)
             for f in files:
                 os.chmod(os.path.join(root, f), 0o644)
+        for rel in self.executables:
+            os.chmod(self.dir / rel, 0o755)
 
     def _module_line(self, name, filename=None):
         if "mod_%s.c" % name in compiled_in_modules():
@@ -279,6 +289,7 @@ class HttpdServer:
         if not os.path.exists(mime_types):
             mime_types = str(d / "conf" / "mime.types")
             Path(mime_types).write_text("text/html html\ntext/plain txt\n")
+        lines += ["Listen 127.0.0.1:%d" % p for p in self.extra_ports]
         lines += [
             "Listen 127.0.0.1:%d" % self.port,
             "ServerName 127.0.0.1",
@@ -308,19 +319,43 @@ class HttpdServer:
         if self.http2:
             lines.append("Protocols h2c http/1.1")
         if self.extra_config:
+            text = textwrap.dedent(self.extra_config).strip()
+            for i, p in enumerate(self.extra_ports, 1):
+                text = text.replace("@PORT%d@" % i, str(p))
             lines.append("# --- test specific configuration ---")
-            lines.append(textwrap.dedent(self.extra_config).strip()
-                         .replace("@PORT@", str(self.port))
+            lines.append(text.replace("@PORT@", str(self.port))
                          .replace("@DIR@", str(self.dir))
                          .replace("@DOCROOT@", str(self.docroot)))
         return "\n".join(lines) + "\n"
+
+    def _pick_ports(self):
+        self.port = self.fixed_port or free_port()
+        self.extra_ports = []
+        while len(self.extra_ports) < self.extra_port_count:
+            p = free_port()
+            if p != self.port and p not in self.extra_ports:
+                self.extra_ports.append(p)
+
+    def configtest(self):
+        """Generate the directory and configuration without starting, run
+        ``apache2 -t`` on it and return the CompletedProcess (output in
+        .stdout and .stderr).  Call cleanup() afterwards."""
+        if self.dir is None:
+            self._make_dirs()
+        self._pick_ports()
+        self.conf_path.write_text(self.config_text())
+        os.chmod(self.conf_path, 0o644)
+        return subprocess.run(
+            [APACHE_BIN, "-t", "-f", str(self.conf_path), "-d", str(self.dir)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=30, env=self._env())
 
     # -- lifecycle ---------------------------------------------------------
     def start(self):
         self._make_dirs()
         last_error = None
         for _attempt in range(1 if self.fixed_port else BIND_RETRIES):
-            self.port = self.fixed_port or free_port()
+            self._pick_ports()
             self.conf_path.write_text(self.config_text())
             os.chmod(self.conf_path, 0o644)
             for p in (self.error_log_path, self.stdio_path):
@@ -374,6 +409,16 @@ class HttpdServer:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def children(self):
+        """PIDs of the server's live child processes (not the parent)."""
+        return [p for p in pgid_members(self.pgid) if p != self.proc.pid]
+
+    def graceful_stop(self):
+        """What "apache2 -k graceful-stop" does: SIGWINCH to the parent.
+        The parent stops listening and exits once the requests in progress
+        are done; stop() afterwards reaps it."""
+        os.kill(self.proc.pid, signal.SIGWINCH)
+
     def stop(self, check=True):
         """Stop the server: SIGTERM to the parent, bounded wait, then
         SIGKILL to whatever is left of the process group.
@@ -418,7 +463,8 @@ class HttpdServer:
         this harness points at the module.
         """
         deadline = time.monotonic() + timeout
-        while busy_sockets(self.port) and time.monotonic() < deadline:
+        while (any(busy_sockets(p) for p in [self.port] + self.extra_ports)
+               and time.monotonic() < deadline):
             time.sleep(0.02)
         time.sleep(settle)
 

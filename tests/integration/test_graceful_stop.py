@@ -1,0 +1,66 @@
+"""A request still being handled when the server is told to stop gracefully
+("apache2 -k graceful-stop", i.e. SIGWINCH to the parent) is answered, but
+its response says "Connection: close" without Keep-Alive: the connection
+has no future.  Each test stops its own server."""
+
+import time
+
+import pytest
+
+from harness import (assert_closed_soon, assert_closing_without_keepalive,
+                     assert_keepalive, serve)
+from httpd import HttpdServer
+from rawhttp import RawConnection, build_request
+
+KA = [("Connection", "keep-alive")]
+SLOW_SECONDS = 1.0
+
+SLOW_LUA = b"""\
+function handle(r)
+  r.usleep(%d)
+  r.content_type = "text/plain"
+  r:puts("slow\\n")
+  return apache2.OK
+end
+""" % int(SLOW_SECONDS * 1e6)
+
+
+@pytest.fixture
+def server(mpm, module_path):
+    yield from serve(HttpdServer(
+        mpm, module_path, keepalive=("On", "5", "100"),
+        extra_modules=["lua"], files={"scripts/slow.lua": SLOW_LUA},
+        extra_config='LuaMapHandler "^/slow$" "@DIR@/scripts/slow.lua" '
+                     'handle\n', name="graceful"))
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+def test_request_in_progress_at_graceful_stop_gets_close(server, version):
+    req = build_request(path="/slow", version=version, headers=KA)
+    with RawConnection("127.0.0.1", server.port,
+                       timeout=SLOW_SECONDS + 8) as c:
+        first = c.request(build_request(version=version, headers=KA))
+        assert_keepalive(first, 5, 100)
+        c.send(req)
+        time.sleep(SLOW_SECONDS / 3)         # the handler is sleeping now
+        # precondition: nothing of the response has arrived yet
+        try:
+            c._recv_some(time.monotonic() + 0.01)
+        except OSError:                      # socket.timeout: nothing came
+            pass
+        assert not c.buf and not c.eof, (
+            "test precondition: the slow handler answered before the "
+            "signal: %r" % c.buf[:300])
+        # Under prefork the signal also cuts the handler's sleep short; the
+        # request is still in progress when it arrives.
+        server.graceful_stop()
+        resp = c.read_response()
+        assert resp.status == 200 and resp.body == b"slow\n", (
+            "the request in progress must still be answered\n"
+            + resp.describe(req))
+        assert_closing_without_keepalive(resp, req)
+        assert_closed_soon(c, req, resp)
+    deadline = time.monotonic() + 10
+    while server.running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not server.running(), "httpd did not exit after graceful-stop"
