@@ -160,7 +160,9 @@ const char* set_sample_interval(cmd_parms* cmd, void*, const char* arg) {
 
 const char* set_disable_if(cmd_parms* cmd, void* cfg, const char* arg) {
     const char* err = nullptr;
-    ap_expr_info_t* expr = ap_expr_parse_cmd(cmd, arg, 0, &err, nullptr);
+    // DONT_VARY: whether a connection stays open is per hop, not part of the
+    // representation; the headers it reads must not end up in Vary.
+    ap_expr_info_t* expr = ap_expr_parse_cmd(cmd, arg, AP_EXPR_FLAG_DONT_VARY, &err, nullptr);
     if (err) return directive_error(cmd, arg, std::string("cannot parse expression: ") + err);
     dir_config(cfg)->disable_if = expr;
     return nullptr;

@@ -1,5 +1,6 @@
 #include "apache_load.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include "ap_mpm.h"
@@ -8,9 +9,10 @@
 namespace keepalive::apache {
 namespace {
 
-int server_limit = 0;  // scoreboard dimensions
-int thread_limit = 0;
-int capacity = 0;      // workers the MPM may run: MaxRequestWorkers
+int server_limit = 0;       // scoreboard slots for processes
+int threads_per_child = 0;  // worker slots in use per process
+int capacity = 0;           // workers the MPM may run: MaxRequestWorkers
+ap_generation_t generation = 0;
 
 std::atomic<apr_time_t> next_sample_at{0};
 std::atomic<int> last_occupancy{-1};
@@ -34,14 +36,17 @@ int walk_scoreboard() {
     int busy = 0;
     for (int i = 0; i < server_limit; ++i) {
         const process_score* ps = ap_get_scoreboard_process(i);
-        if (!ps || ps->pid == 0) continue;
+        // Processes of an earlier generation (finishing after a graceful
+        // restart) or quiescing do not serve new clients: capacity is the
+        // current generation's.
+        if (!ps || ps->pid == 0 || ps->generation != generation || ps->quiescing) continue;
         if (ps->not_accepting) {
             // Event: a process that stopped accepting is full, whatever its
             // threads are doing at this instant.
-            busy += thread_limit;
+            busy += threads_per_child;
             continue;
         }
-        for (int j = 0; j < thread_limit; ++j) {
+        for (int j = 0; j < threads_per_child; ++j) {
             const worker_score* ws = ap_get_scoreboard_worker_from_indexes(i, j);
             if (ws && occupied(ws->status)) ++busy;
         }
@@ -59,9 +64,10 @@ int query(int what) {
 
 void load_child_init(apr_pool_t*, server_rec*) {
     server_limit = query(AP_MPMQ_HARD_LIMIT_DAEMONS);
-    thread_limit = query(AP_MPMQ_HARD_LIMIT_THREADS);
     const int threads = query(AP_MPMQ_MAX_THREADS);
-    capacity = query(AP_MPMQ_MAX_DAEMONS) * (threads > 0 ? threads : 1);
+    threads_per_child = threads > 0 ? std::min(threads, query(AP_MPMQ_HARD_LIMIT_THREADS)) : 1;
+    capacity = query(AP_MPMQ_MAX_DAEMONS) * threads_per_child;
+    generation = query(AP_MPMQ_GENERATION);
 }
 
 int worker_occupancy(apr_time_t now, apr_interval_time_t interval) {

@@ -102,7 +102,6 @@ struct ResponseState {
 
     // What PREPARE changed and OBSERVE puts back.
     request_rec* changed_request = nullptr;
-    int original_keepalive_state = AP_CONN_UNKNOWN;
     bool injected_token = false;
     const char* original_connection = nullptr;  // request's Connection before injection
     server_rec* original_server = nullptr;       // set when r->server was swapped
@@ -149,7 +148,10 @@ keepalive::ResponseFacts gather_facts(const request_rec* r, bool disabled_by_con
     // The same downgrade core's basic_http_header_check() applies just before
     // it decides.
     int proto = r->proto_num;
-    if (proto > HTTP_VERSION(1, 0) && apr_table_get(r->subprocess_env, "downgrade-1.0")) {
+    // force-no-vary: HTTP_HEADER turns the response into HTTP/1.0 and sets
+    // force-response-1.0 itself, after this filter has run.
+    const bool no_vary = apr_table_get(r->subprocess_env, "force-no-vary") != nullptr;
+    if (no_vary || (proto > HTTP_VERSION(1, 0) && apr_table_get(r->subprocess_env, "downgrade-1.0"))) {
         proto = HTTP_VERSION(1, 0);
     }
     f.http_major = HTTP_VERSION_MAJOR(proto);
@@ -168,7 +170,7 @@ keepalive::ResponseFacts gather_facts(const request_rec* r, bool disabled_by_con
     f.expecting_100 = r->expecting_100 != 0;
     f.nokeepalive_env = apr_table_get(r->subprocess_env, "nokeepalive") != nullptr;
     f.via_present = apr_table_get(r->headers_in, "Via") != nullptr;
-    f.forced_http10 = proto == HTTP_VERSION(1, 0) && apr_table_get(r->subprocess_env, "force-response-1.0");
+    f.forced_http10 = no_vary || (proto == HTTP_VERSION(1, 0) && apr_table_get(r->subprocess_env, "force-response-1.0"));
     f.connection_marked_close = c->keepalive == AP_CONN_CLOSE;
     f.responses_kept_before = c->keepalives;
     if (const ConnectionState* cs = connection_state(c)) f.connection_age_us = r->request_time - cs->accepted;
@@ -228,14 +230,15 @@ void swap_server_for_printout(ResponseState* st, request_rec* r) {
 
 void prepare(ResponseState* st, request_rec* r) {
     conn_rec* c = r->connection;
-    if (st->prepared) {
-        // A new response for the same request (ap_die after an error bucket):
-        // start again from what core had before the module acted.
-        undo_preparation(st);
-        c->keepalive = static_cast<ap_conn_keepalive_e>(st->original_keepalive_state);
-    }
+    // A new response for the same request (ap_die after an error bucket, an
+    // ErrorDocument): undo what the module changed for the first one, but
+    // never reopen a connection. Core, ap_discard_request_body() or
+    // mod_reqtimeout may have closed it meanwhile because the request body
+    // was not read to its end; keeping it would serve the rest as a request.
+    const bool closed_by_module = st->prepared && st->decision.verdict == keepalive::Verdict::Close;
+    const keepalive::CloseReason earlier_reason = st->decision.reason;
+    if (st->prepared) undo_preparation(st);
     st->prepared = true;
-    st->original_keepalive_state = c->keepalive;
     bool disabled_by_condition = false;
     st->limits = enforced_limits(r);
     st->settings = cfg::settings_for(r, &disabled_by_condition);
@@ -244,6 +247,9 @@ void prepare(ResponseState* st, request_rec* r) {
         st->facts.occupancy_permille = cfg::worker_occupancy(apr_time_now(), cfg::occupancy_sample_interval());
     }
     st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    if (closed_by_module && st->decision.reason == keepalive::CloseReason::MarkedClose) {
+        st->decision.reason = earlier_reason;  // the module's own mark: report why it made it
+    }
     if (st->decision.verdict == keepalive::Verdict::NotApplicable) return;
 
     drop_foreign_keepalive_headers(r, r->headers_out);
@@ -375,6 +381,11 @@ void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "mod_keepalive: policy decided %s (%s) but core %s the connection",
                       d.keep() ? "keep" : "close", keepalive::reason_name(d.reason), core_kept ? "kept" : "closed");
+        if (!core_kept) {
+            // Count what happened: core closed for a reason the policy missed.
+            st->decision.verdict = keepalive::Verdict::Close;
+            st->decision.reason = keepalive::CloseReason::MarkedClose;
+        }
     }
     record(r, d, core_kept);
     if (core_kept && !d.send_header && apr_table_get(r->headers_out, "Keep-Alive")) {
@@ -407,6 +418,20 @@ bool is_first_main_request(const request_rec* r) {
 // Runs before http_core's create_request, so the filter lands ahead of
 // BYTERANGE, CONTENT_LENGTH and HTTP_HEADER (same-type filters are appended).
 int add_prepare_filter(request_rec* r) {
+    if (!r->main && r->prev && !r->connection->master) {
+        // An internal redirect (ErrorDocument after ap_die in BYTERANGE or
+        // HTTP_HEADER) copies r->server and shares r->headers_in: give the new
+        // request the real server and the client's own Connection header.
+        request_rec* first = r->prev;
+        while (first->prev) first = first->prev;
+        if (ResponseState* st = response_state(first)) {
+            if (st->original_server && st->changed_request && r->server == st->changed_request->server) {
+                r->server = st->original_server;
+            }
+            undo_preparation(st);
+        }
+        return DECLINED;
+    }
     if (!is_first_main_request(r)) return DECLINED;
     auto* st = new (apr_palloc(r->pool, sizeof(ResponseState))) ResponseState();
     ap_set_module_config(r->request_config, &keepalive_module, st);
@@ -461,7 +486,8 @@ apr_status_t idle_filter(ap_filter_t* f, apr_bucket_brigade* bb, ap_input_mode_t
 }
 
 int track_connection(conn_rec* c, void*) {
-    if (c->master) return DECLINED;  // HTTP/2 streams: nothing to decide
+    // HTTP/2 streams and mod_proxy's backend connections: nothing to decide.
+    if (c->master || c->outgoing) return DECLINED;
     auto* cs = new (apr_palloc(c->pool, sizeof(ConnectionState))) ConnectionState();
     cs->connection = c;
     cs->accepted = apr_time_now();
