@@ -540,61 +540,69 @@ def render(results, configs, args, notes):
     return "\n".join(lines) + "\n"
 
 
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def paired(base_runs, runs, key, how=ratio):
+    """Per round: how(this run's value, the same round's baseline value)."""
+    out = []
+    for b, r in zip(base_runs, runs):
+        out.append(how(values(r)[key], values(b)[key]))
+    return out
+
+
+def median_of(xs):
+    got = [x for x in xs if x is not None]
+    return statistics.median(got) if got else None
+
+
+def verdict(value, ok):
+    return "-" if value is None else ("MET" if ok(value) else "NOT MET")
+
+
 def targets(group, configs, args):
-    """The issue's targets per MPM, for every adaptive row: on the medians,
-    and round by round against the On/Off run of the same round."""
-    out = ["### Targets", ""]
+    """The issue's targets per MPM for every adaptive row. Each round's
+    adaptive run is compared with the Off (saturated) or On (unsaturated)
+    run of the same round, which ran within the same two minutes; the
+    verdict is on the median of those per-round ratios (the rounds are in
+    brackets)."""
+    out = ["### Targets", "",
+           "Per round, adaptive / Off (saturated) or adaptive / On "
+           "(unsaturated) of the same round; the verdict is on the median "
+           "over the rounds (each round in brackets).", "",
+           "| config | MPM | fresh req/s vs Off (>= 90%) | fresh p99 vs Off "
+           "(<= 2x) | reuse, unsaturated (>= 95%) | thinker mean latency vs "
+           "On (<= 1.10x) | thinker p50 vs On |",
+           separator("| a | b | c | d | e | f | g |")]
+
+    def cell(xs, spec, ok, scale=1.0):
+        m = median_of(xs)
+        shown = fmt(None if m is None else m * scale, spec)
+        rounds = ", ".join(fmt(None if x is None else x * scale, spec)
+                           for x in xs)
+        return "%s %s (%s)" % (shown, verdict(m, ok), rounds)
+
     for c in (c for c in configs if c["adaptive"]):
         for mpm in args.mpms:
-            sat_off = group.get(("saturated", mpm, "off"))
-            sat_ad = group.get(("saturated", mpm, c["name"]))
-            if sat_off and sat_ad:
-                off, ad = median_values(sat_off), median_values(sat_ad)
-                tput = ad["fresh_rps"] / off["fresh_rps"] if off["fresh_rps"] else 0
-                p99 = (ad["fresh_p99"] / off["fresh_p99"]
-                       if ad["fresh_p99"] and off["fresh_p99"] else None)
-                per_round = []
-                for o, a in zip(sat_off, sat_ad):
-                    vo, va = values(o), values(a)
-                    per_round.append("%.0f%%/%s" % (
-                        100 * va["fresh_rps"] / vo["fresh_rps"] if vo["fresh_rps"] else 0,
-                        fmt(va["fresh_p99"] / vo["fresh_p99"]
-                            if va["fresh_p99"] and vo["fresh_p99"] else None,
-                            "%.2fx")))
-                out.append(
-                    "- %s, %s, saturated: fresh req/s %.0f%% of Off's (target "
-                    ">= 90%%): %s; fresh p99 %s Off's (target <= 2x): %s; "
-                    "round by round %s" % (
-                        c["name"], mpm, 100 * tput,
-                        "MET" if tput >= 0.9 else "NOT MET",
-                        fmt(p99, "%.2fx"),
-                        "MET" if p99 is not None and p99 <= 2 else "NOT MET",
-                        ", ".join(per_round)))
-            uns_on = group.get(("unsaturated", mpm, "on"))
-            uns_ad = group.get(("unsaturated", mpm, c["name"]))
-            if uns_on and uns_ad:
-                on, ad = median_values(uns_on), median_values(uns_ad)
-                lat = (ad["think_mean"] / on["think_mean"]
-                       if ad["think_mean"] and on["think_mean"] else None)
-                lat50 = (ad["think_p50"] / on["think_p50"]
-                         if ad["think_p50"] and on["think_p50"] else None)
-                per_round = []
-                for o, a in zip(uns_on, uns_ad):
-                    vo, va = values(o), values(a)
-                    per_round.append("%s%%/%s" % (
-                        fmt(va["reuse"], "%.1f"),
-                        fmt(va["think_mean"] / vo["think_mean"]
-                            if va["think_mean"] and vo["think_mean"] else None,
-                            "%.2fx")))
-                out.append(
-                    "- %s, %s, unsaturated: reuse %s%% (target >= 95%%): %s; "
-                    "thinker mean latency %s On's (target <= 1.10x): %s "
-                    "(p50 %s); round by round %s" % (
-                        c["name"], mpm, fmt(ad["reuse"], "%.1f"),
-                        "MET" if ad["reuse"] is not None and ad["reuse"] >= 95
-                        else "NOT MET", fmt(lat, "%.2fx"),
-                        "MET" if lat is not None and lat <= 1.10 else "NOT MET",
-                        fmt(lat50, "%.2fx"), ", ".join(per_round)))
+            off = group.get(("saturated", mpm, "off"), [])
+            sat = group.get(("saturated", mpm, c["name"]), [])
+            on = group.get(("unsaturated", mpm, "on"), [])
+            uns = group.get(("unsaturated", mpm, c["name"]), [])
+            tput = paired(off, sat, "fresh_rps")
+            p99 = paired(off, sat, "fresh_p99")
+            reuse = [values(r)["reuse"] for r in uns]
+            lat = paired(on, uns, "think_mean")
+            lat50 = paired(on, uns, "think_p50")
+            out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                c["name"], mpm,
+                cell(tput, "%.0f%%", lambda x: x >= 0.9, 100.0) if sat else "-",
+                cell(p99, "%.2fx", lambda x: x <= 2.0) if sat else "-",
+                cell(reuse, "%.1f%%", lambda x: x >= 95.0) if uns else "-",
+                cell(lat, "%.2fx", lambda x: x <= 1.10) if uns else "-",
+                "%s (%s)" % (fmt(median_of(lat50), "%.2fx"),
+                             ", ".join(fmt(x, "%.2fx") for x in lat50))
+                if uns else "-"))
     return out
 
 
@@ -635,6 +643,34 @@ def machine_facts():
     except OSError:
         pass
     return "nproc %d (%s); %s" % (os.cpu_count(), cpu, version)
+
+
+def rerender(path, markdown=None):
+    data = json.loads(Path(path).read_text())
+    saved = data["args"]
+
+    class Saved:
+        pass
+    args = Saved()
+    results = data["results"]
+    seen = lambda key: list(dict.fromkeys(r[key] for r in results))
+    args.mpms, args.scenarios = seen("mpm"), seen("scenario")
+    args.think_ms = int(saved["think_ms"])
+    args.duration = int(saved["duration"])
+    args.repeat = int(saved["repeat"])
+    args.processes = int(saved.get("processes", 2))
+    args.h2load_requests = int(saved["h2load_requests"])
+    args.h2load_budget = float(saved["h2load_budget"])
+    labels = {}
+    for r in results:
+        labels.setdefault(r["config"], r["label"])
+    configs = [{"name": n, "label": l, "adaptive": n not in ("on", "off")}
+               for n, l in labels.items()]
+    table = render(results, configs, args, data.get("notes", []))
+    print(table)
+    if markdown:
+        Path(markdown).write_text(table)
+    return 0
 
 
 def main():
@@ -681,8 +717,12 @@ def main():
                         "this many seconds for other pytest/apache2 processes "
                         "to end")
     p.add_argument("--json", help="also write every raw result here")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="run nothing: print the tables of a --json file again")
     p.add_argument("--markdown", help="also write the tables here")
     args = p.parse_args()
+    if args.from_json:
+        return rerender(args.from_json, args.markdown)
     if args.quick:
         args.repeat, args.duration = 1, 10
     args.mpms = [m for m in args.mpms.split(",") if m]
@@ -777,7 +817,7 @@ def main():
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"args": {k: str(v) for k, v in vars(args).items()},
-             "results": results}, indent=1))
+             "notes": notes, "results": results}, indent=1))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
