@@ -202,11 +202,11 @@ const command_rec directives[] = {
                  "On: shorten idle timeouts, then close connections, as workers fill up"),
     AP_INIT_TAKE2("KeepAliveAdaptiveThresholds", as_cmd_function(set_adaptive_thresholds), nullptr, RSRC_CONF,
                   "Worker occupancy where idle timeouts start to shrink, and where connections are closed, "
-                  "e.g. 50% 90%"),
+                  "e.g. 50% 75%"),
     AP_INIT_TAKE1("KeepAliveAdaptiveFloor", as_cmd_function(set_adaptive_floor), nullptr, RSRC_CONF,
                   "The shortest idle timeout the adaptive mode shrinks to, e.g. 1 or 500ms"),
     AP_INIT_TAKE1("KeepAliveAdaptiveInterval", as_cmd_function(set_sample_interval), nullptr, RSRC_CONF,
-                  "How often worker occupancy is sampled from the scoreboard (default 100ms)"),
+                  "How often worker occupancy is sampled from the scoreboard (default 10ms)"),
     AP_INIT_TAKE1("KeepAliveDisableIf", as_cmd_function(set_disable_if), nullptr, RSRC_CONF | ACCESS_CONF,
                   "An ap_expr expression; when true the response closes the connection"),
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
@@ -294,7 +294,7 @@ keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition) {
 apr_interval_time_t occupancy_sample_interval() {
     const auto* main_conf =
         static_cast<const ServerConfig*>(ap_get_module_config(ap_server_conf->module_config, &keepalive_module));
-    return main_conf->sample_interval != kUnset ? main_conf->sample_interval : apr_time_from_msec(100);
+    return main_conf->sample_interval != kUnset ? main_conf->sample_interval : apr_time_from_msec(10);
 }
 
 }  // namespace keepalive::apache

@@ -19,12 +19,18 @@ std::atomic<int> last_occupancy{-1};
 
 // A worker that holds a client: serving, or (prefork, worker) waiting on an
 // idle keep-alive connection, which is exactly what starves new clients.
+// Lingering close (SERVER_CLOSING) is not counted: it ends within
+// milliseconds once the client has read the response, and on a busy host
+// there are always a few such workers, so counting them pushes occupancy
+// over the close threshold in bursts and sheds thinking clients while most
+// workers are really free (bench/RESULTS.md, "Algorithm changes").
 bool occupied(int status) {
     switch (status) {
         case SERVER_DEAD:
         case SERVER_STARTING:
         case SERVER_READY:
         case SERVER_IDLE_KILL:
+        case SERVER_CLOSING:
             return false;
         default:
             return true;

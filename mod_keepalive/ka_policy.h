@@ -39,8 +39,8 @@ enum class HeaderMode {
 struct AdaptiveSettings {
     bool enabled = false;
     int shrink_at_permille = 500;
-    int close_at_permille = 900;
-    std::int64_t floor_us = 1000000;
+    int close_at_permille = 750;
+    std::int64_t floor_us = 2000000;
 };
 
 // mod_keepalive's own directives, merged for the request. Unset values fall
