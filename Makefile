@@ -28,7 +28,7 @@ UNIT_TESTS := $(BUILD)/unit_tests
 # Debian packages the build, the demo and the tests need.
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
                 libgtest-dev python3 python3-pytest nghttp2-client wrk \
-                clang libclang-rt-14-dev
+                nodejs clang libclang-rt-14-dev
 # ... and those "make deb" needs: debian/control's Build-Depends (dh-apache2
 # is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
 DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
