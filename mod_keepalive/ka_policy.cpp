@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <system_error>
 
 #include "ka_tokens.h"
 
@@ -32,6 +33,7 @@ bool at_least_http11(const ResponseFacts& f) {
 // httpd_find_token); the RFC's is an exact list element. Closing on either
 // keeps the module's verdict in step with core's and with the RFC.
 bool asks_for_close(std::string_view connection_field) {
+    if (connection_field.empty()) return false;  // most requests and responses
     return list_has_token(connection_field, "close") || httpd_find_token(connection_field, "close");
 }
 
@@ -128,30 +130,57 @@ std::string_view Decision::connection_header() const {
     return {};
 }
 
-void Decision::format_keep_alive_header() {
-    header_length_ = 0;
-    if (!keep()) return;
-    char* out = header_.data();
-    char* const end = out + header_.size();
-    auto append = [&](std::string_view text) {
-        for (char c : text) {
-            if (out < end) *out++ = c;
-        }
-    };
-    append("timeout=");
-    out = std::to_chars(out, end, advertised_timeout_s).ptr;
-    if (max_remaining >= 0) {
-        append(", max=");
-        out = std::to_chars(out, end, max_remaining).ptr;
+namespace {
+
+// Appends text to [out, end), truncating; returns the new end of the text.
+char* append(char* out, char* end, std::string_view text) {
+    const std::size_t n = std::min(text.size(), static_cast<std::size_t>(end - out));
+    std::copy_n(text.data(), n, out);
+    return out + n;
+}
+
+char* append(char* out, char* end, int value) {
+    const auto result = std::to_chars(out, end, value);
+    return result.ec == std::errc() ? result.ptr : out;
+}
+
+}  // namespace
+
+std::size_t format_keep_alive_value(const Decision& d, char (&value)[kKeepAliveValueSize]) {
+    char* const end = value + kKeepAliveValueSize - 1;  // room for the NUL
+    char* out = value;
+    if (d.keep()) {
+        out = append(append(out, end, "timeout="), end, d.advertised_timeout_s);
+        if (d.max_remaining >= 0) out = append(append(out, end, ", max="), end, d.max_remaining);
     }
-    header_length_ = static_cast<std::size_t>(out - header_.data());
+    *out = '\0';
+    return static_cast<std::size_t>(out - value);
+}
+
+std::string Decision::keep_alive_header() const {
+    char value[kKeepAliveValueSize];
+    const std::size_t length = format_keep_alive_value(*this, value);
+    return std::string(value, length);
+}
+
+std::size_t format_outcome_note(const Decision& d, bool kept, char (&note)[kOutcomeNoteSize]) {
+    char* const end = note + kOutcomeNoteSize - 1;  // room for the NUL
+    char* out = note;
+    if (kept) {
+        out = append(append(out, end, "keep timeout="), end, d.advertised_timeout_s);
+        if (d.max_remaining >= 0) out = append(append(out, end, " max="), end, d.max_remaining);
+    } else {
+        out = append(append(out, end, "close "), end, reason_name(d.reason));
+    }
+    *out = '\0';
+    return static_cast<std::size_t>(out - note);
 }
 
 Decision decide(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& facts) {
     Decision d;
     if (facts.multiplexed || facts.headerless) return d;
 
-    d.client_opted_in = list_has_token(facts.request_connection, "keep-alive");
+    d.client_opted_in = !facts.request_connection.empty() && list_has_token(facts.request_connection, "keep-alive");
     d.reason = close_reason(limits, settings, facts, d.client_opted_in);
     d.verdict = d.reason == CloseReason::None ? Verdict::Keep : Verdict::Close;
     if (!d.keep()) return d;
@@ -173,7 +202,6 @@ Decision decide(const ConnectionLimits& limits, const Settings& settings, const 
         case HeaderMode::OnRequest: d.send_header = d.client_opted_in; break;
         case HeaderMode::Never: d.send_header = false; break;
     }
-    d.format_keep_alive_header();
     return d;
 }
 

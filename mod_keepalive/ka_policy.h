@@ -6,7 +6,6 @@
 #ifndef MOD_KEEPALIVE_KA_POLICY_H
 #define MOD_KEEPALIVE_KA_POLICY_H
 
-#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -132,17 +131,24 @@ struct Decision {
 
     // "timeout=5, max=99" (or "timeout=5" when unlimited); empty unless the
     // connection is kept, whether or not send_header says to send it.
-    std::string_view keep_alive_header() const { return {header_.data(), header_length_}; }
+    // Formatted on demand: core prints the header from these fields itself.
+    std::string keep_alive_header() const;
     // "Keep-Alive" or "close"; empty when not applicable.
     std::string_view connection_header() const;
-
-    // Fills the Keep-Alive value from the fields above; decide() calls it.
-    void format_keep_alive_header();
-
-private:
-    std::array<char, 48> header_{};
-    std::size_t header_length_ = 0;
 };
+
+// The Keep-Alive field value, "timeout=5, max=99" (or "timeout=5" when
+// unlimited), written into `out` without allocating; NUL-terminated; returns
+// the length (0 unless the decision keeps the connection).
+constexpr std::size_t kKeepAliveValueSize = 48;
+std::size_t format_keep_alive_value(const Decision& d, char (&out)[kKeepAliveValueSize]);
+
+// What the module notes for the access log and the trace log about one
+// response, given whether the connection was kept: "keep timeout=5 max=99",
+// "keep timeout=5" (unlimited), or "close budget-reached". Writes into `out`
+// without allocating; always NUL-terminated; returns the length.
+constexpr std::size_t kOutcomeNoteSize = 64;
+std::size_t format_outcome_note(const Decision& d, bool kept, char (&out)[kOutcomeNoteSize]);
 
 // The decision for one response. Pure and cheap: no allocation.
 Decision decide(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& facts);

@@ -30,6 +30,13 @@ bool httpd_find_token(std::string_view line, std::string_view token);
 // rejoined with ", ". Returns an empty string when nothing is left.
 std::string list_without_token(std::string_view field, std::string_view token);
 
+// A serialized HTTP/1.x response header block (status line, CRLF- or
+// LF-terminated fields, an empty line, and possibly body bytes after it)
+// without its Keep-Alive fields and, when `connection_too`, without the
+// keep-alive element of its Connection fields (a field left empty goes too).
+// Nothing after the empty line changes.
+std::string strip_keep_alive_fields(std::string_view block, bool connection_too);
+
 }  // namespace keepalive
 
 #endif

@@ -12,26 +12,34 @@
 //       decides, removes Keep-Alive values that handlers or mod_headers set,
 //       and arranges for core to carry the decision out:
 //         close -> c->keepalive = AP_CONN_CLOSE, core writes "Connection: close";
-//         keep  -> core writes "Keep-Alive: timeout=T, max=M" from r->server's
-//                  values, and only when the request carried the keep-alive
-//                  token. For the duration of HTTP_HEADER the module adds that
-//                  token to the request's Connection header (HTTP/1.1 is
-//                  persistent either way; the token only changes what core
-//                  prints) and, when the decision's timeout or budget differ
-//                  from r->server's, swaps r->server for a request-pool copy
-//                  that carries them.
-//   KEEPALIVE_OBSERVE  after HTTP_HEADER, sees the header block first: reads
-//       the verdict core applied, undoes both changes, checks that the policy
-//       predicted the verdict, and remembers the idle timeout to enforce.
-//
-// Because core itself writes the header only when it keeps the connection,
-// a response that closes can never carry a Keep-Alive header.
+//         keep  -> when the request carried the keep-alive token, core writes
+//                  "Keep-Alive: timeout=T, max=M" itself from r->server's
+//                  values: when the decision's timeout or budget differ from
+//                  them, the module swaps r->server for a request-pool copy
+//                  that carries them, for the duration of HTTP_HEADER.
+//                  Otherwise (HTTP/1.1 clients, which are persistent without
+//                  the token) the module puts the same two fields core would
+//                  into the response headers.
+//   KEEPALIVE_OBSERVE  first connection filter, added once per connection, so
+//       after every request's protocol filters: sees the header block
+//       HTTP_HEADER serialized before anything else. It reads the verdict
+//       core applied, puts r->server back, checks that the policy predicted
+//       the verdict, records it, and remembers the idle timeout to enforce.
+//       On a response core closed after all, it takes the module's
+//       Keep-Alive back out of the block, so a response that closes never
+//       carries one.
 //
 // The idle wait. Prefork and worker wait for the next request with a socket
 // timeout, which the pre_read_request hook sets, per connection, to what the
 // previous response decided. Event waits in per-vhost queues fixed at start-up
 // (server_rec's keep_alive_timeout); the policy never advertises more than
-// that queue enforces.
+// that queue enforces. How that wait ended (the client closed, or the
+// timeout) is read from the request core then fails to read.
+//
+// Cost. This runs on every request of every child, so the request path does
+// no allocation beyond a few pool bytes, formats without printf, asks the MPM
+// and the tables only what can change the verdict, and keeps the per-response
+// state inside the connection's (bench/cost measures it with callgrind).
 
 #include <cstring>
 
@@ -64,19 +72,44 @@ namespace cfg = keepalive::apache;
 
 constexpr const char kPrepareFilter[] = "KEEPALIVE_PREPARE";
 constexpr const char kObserveFilter[] = "KEEPALIVE_OBSERVE";
-constexpr const char kIdleFilter[] = "KEEPALIVE_IDLE";
 constexpr const char kNote[] = "keepalive";
 
 ap_filter_rec_t* prepare_filter_handle;
 ap_filter_rec_t* observe_filter_handle;
-ap_filter_rec_t* idle_filter_handle;
 
 // Whether the MPM waits for the next request in the worker (prefork, worker),
 // where the socket timeout can be set per connection; set in post_config.
 bool mpm_waits_in_worker = true;
 
-// How the wait for the next request ended, as the connection's input saw it.
+// How the wait for the next request ended, as core's read of it saw it.
 enum class IdleEnd { Waiting, RequestArrived, TimedOut, ClientGone };
+
+// Per response, shared by the two filters. HTTP/1.x serves one request at a
+// time, so it lives in the connection's state and is reset for each main
+// request; internal redirects and ErrorDocument share their main request's.
+struct ResponseState {
+    request_rec* request = nullptr;  // the request PREPARE decided for
+    keepalive::ConnectionLimits limits;
+    keepalive::Settings settings;
+    keepalive::ResponseFacts facts;
+    keepalive::Decision decision;
+    bool prepared = false;
+    bool observed = false;
+    bool added_header = false;  // PREPARE put Keep-Alive into headers_out itself
+
+    // What PREPARE changed and OBSERVE puts back.
+    request_rec* changed_request = nullptr;
+    server_rec* original_server = nullptr;  // set when r->server was swapped
+
+    // Everything a new response reads before writing is reset here; the
+    // rest is overwritten by prepare().
+    void reset() {
+        request = nullptr;
+        prepared = observed = added_header = false;
+        changed_request = nullptr;
+        original_server = nullptr;
+    }
+};
 
 // Per connection, created once from the connection pool.
 struct ConnectionState {
@@ -88,23 +121,7 @@ struct ConnectionState {
     keepalive::CloseReason last_reason = keepalive::CloseReason::None;
     int metrics_slot = 0;  // the virtual host of the last request
     IdleEnd idle_end = IdleEnd::RequestArrived;
-};
-
-// Per response, shared by the two filters; lives in the main request's pool,
-// which internal redirects and ErrorDocument share.
-struct ResponseState {
-    keepalive::ConnectionLimits limits;
-    keepalive::Settings settings;
-    keepalive::ResponseFacts facts;
-    keepalive::Decision decision;
-    bool prepared = false;
-    bool observed = false;
-
-    // What PREPARE changed and OBSERVE puts back.
-    request_rec* changed_request = nullptr;
-    bool injected_token = false;
-    const char* original_connection = nullptr;  // request's Connection before injection
-    server_rec* original_server = nullptr;       // set when r->server was swapped
+    ResponseState response;  // of the request being served
 };
 
 ConnectionState* connection_state(const conn_rec* c) {
@@ -131,8 +148,14 @@ bool server_stopping() {
     return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS && state == AP_MPMQ_STOPPING;
 }
 
+// apr_table_get() hashes the key before it finds a table empty; most
+// requests' subprocess_env and err_headers_out are.
+const char* table_get(const apr_table_t* table, const char* key) {
+    return apr_table_elts(table)->nelts ? apr_table_get(table, key) : nullptr;
+}
+
 const char* first_header(const request_rec* r, const char* name) {
-    const char* value = apr_table_get(r->err_headers_out, name);
+    const char* value = table_get(r->err_headers_out, name);
     return value ? value : apr_table_get(r->headers_out, name);
 }
 
@@ -142,7 +165,16 @@ bool body_is_delimited(const request_rec* r) {
            ap_is_chunked(r->pool, first_header(r, "Transfer-Encoding"));
 }
 
-keepalive::ResponseFacts gather_facts(const request_rec* r, bool disabled_by_condition) {
+bool is_http10(const keepalive::ResponseFacts& f) { return f.http_major == 1 && f.http_minor == 0; }
+
+// The response's Connection fields, as handlers and filters set them.
+struct ResponseConnection {
+    const char* headers_out;
+    const char* err_headers_out;
+};
+
+keepalive::ResponseFacts gather_facts(const request_rec* r, const ResponseConnection& response_connection,
+                                      bool disabled_by_condition) {
     const conn_rec* c = r->connection;
     keepalive::ResponseFacts f;
     // The same downgrade core's basic_http_header_check() applies just before
@@ -150,8 +182,8 @@ keepalive::ResponseFacts gather_facts(const request_rec* r, bool disabled_by_con
     int proto = r->proto_num;
     // force-no-vary: HTTP_HEADER turns the response into HTTP/1.0 and sets
     // force-response-1.0 itself, after this filter has run.
-    const bool no_vary = apr_table_get(r->subprocess_env, "force-no-vary") != nullptr;
-    if (no_vary || (proto > HTTP_VERSION(1, 0) && apr_table_get(r->subprocess_env, "downgrade-1.0"))) {
+    const bool no_vary = table_get(r->subprocess_env, "force-no-vary") != nullptr;
+    if (no_vary || (proto > HTTP_VERSION(1, 0) && table_get(r->subprocess_env, "downgrade-1.0"))) {
         proto = HTTP_VERSION(1, 0);
     }
     f.http_major = HTTP_VERSION_MAJOR(proto);
@@ -160,23 +192,30 @@ keepalive::ResponseFacts gather_facts(const request_rec* r, bool disabled_by_con
     f.headerless = r->assbackwards != 0;
 
     const char* request_connection = apr_table_get(r->headers_in, "Connection");
-    const char* response_connection = first_header(r, "Connection");
     f.request_connection = request_connection ? request_connection : "";
-    f.response_connection = response_connection ? response_connection : "";
+    // Core reads headers_out; a value only in err_headers_out still reaches
+    // the client, so the policy honours either.
+    const char* closing = response_connection.err_headers_out ? response_connection.err_headers_out
+                                                               : response_connection.headers_out;
+    f.response_connection = closing ? closing : "";
 
     f.status = r->status;
     f.head_request = r->header_only != 0;
-    f.framing = body_is_delimited(r) ? keepalive::BodyFraming::Delimited : keepalive::BodyFraming::Unknown;
+    // Only an HTTP/1.0 response needs a known length to persist (HTTP/1.1
+    // falls back to chunking); before CONTENT_LENGTH has run it may be
+    // unknown, and OBSERVE judges it again.
+    if (is_http10(f) && body_is_delimited(r)) f.framing = keepalive::BodyFraming::Delimited;
     f.expecting_100 = r->expecting_100 != 0;
-    f.nokeepalive_env = apr_table_get(r->subprocess_env, "nokeepalive") != nullptr;
-    f.via_present = apr_table_get(r->headers_in, "Via") != nullptr;
-    f.forced_http10 = no_vary || (proto == HTTP_VERSION(1, 0) && apr_table_get(r->subprocess_env, "force-response-1.0"));
+    f.nokeepalive_env = table_get(r->subprocess_env, "nokeepalive") != nullptr;
+    f.via_present = f.nokeepalive_env && apr_table_get(r->headers_in, "Via") != nullptr;
+    f.forced_http10 = no_vary || (proto == HTTP_VERSION(1, 0) && table_get(r->subprocess_env, "force-response-1.0"));
     f.connection_marked_close = c->keepalive == AP_CONN_CLOSE;
     f.responses_kept_before = c->keepalives;
     if (const ConnectionState* cs = connection_state(c)) f.connection_age_us = r->request_time - cs->accepted;
     f.forward_proxy = r->proxyreq == PROXYREQ_PROXY;
     f.disabled_by_condition = disabled_by_condition;
-    f.server_stopping = server_stopping();
+    // Asked of the MPM only when it can change the verdict (see prepare()).
+    f.server_stopping = false;
     return f;
 }
 
@@ -184,9 +223,9 @@ keepalive::ResponseFacts gather_facts(const request_rec* r, bool disabled_by_con
 // own Keep-Alive and "Connection: keep-alive" into the response. Only the
 // module's decision may reach the client, so theirs go; other Connection
 // tokens ("close", "Upgrade") stay.
-void drop_foreign_keepalive_headers(request_rec* r, apr_table_t* headers) {
+void drop_foreign_keepalive_headers(request_rec* r, apr_table_t* headers, const char* connection) {
+    if (!apr_table_elts(headers)->nelts) return;
     apr_table_unset(headers, "Keep-Alive");
-    const char* connection = apr_table_get(headers, "Connection");
     if (!connection || !keepalive::list_has_token(connection, "keep-alive")) return;
     const std::string rest = keepalive::list_without_token(connection, "keep-alive");
     if (rest.empty()) {
@@ -199,19 +238,23 @@ void drop_foreign_keepalive_headers(request_rec* r, apr_table_t* headers) {
 void undo_preparation(ResponseState* st) {
     request_rec* r = st->changed_request;
     if (!r) return;
-    if (st->injected_token) {
-        if (st->original_connection) {
-            apr_table_setn(r->headers_in, "Connection", st->original_connection);
-        } else {
-            apr_table_unset(r->headers_in, "Connection");
-        }
-        st->injected_token = false;
-    }
     if (st->original_server) {
         r->server = st->original_server;
         st->original_server = nullptr;
     }
     st->changed_request = nullptr;
+}
+
+// The two fields core writes for a client that sent the keep-alive token,
+// with the decision's values: "Keep-Alive: timeout=T, max=M" and
+// "Connection: Keep-Alive".
+void add_keep_alive_header(ResponseState* st, request_rec* r) {
+    auto* value = static_cast<char(*)[keepalive::kKeepAliveValueSize]>(
+        apr_palloc(r->pool, keepalive::kKeepAliveValueSize));
+    keepalive::format_keep_alive_value(st->decision, *value);
+    apr_table_setn(r->headers_out, "Keep-Alive", *value);
+    apr_table_mergen(r->headers_out, "Connection", "Keep-Alive");
+    st->added_header = true;
 }
 
 // Makes core print the decision's values: core reads them from r->server.
@@ -239,37 +282,45 @@ void prepare(ResponseState* st, request_rec* r) {
     const keepalive::CloseReason earlier_reason = st->decision.reason;
     if (st->prepared) undo_preparation(st);
     st->prepared = true;
+    st->added_header = false;
     bool disabled_by_condition = false;
+    const ResponseConnection response_connection = {apr_table_get(r->headers_out, "Connection"),
+                                                    table_get(r->err_headers_out, "Connection")};
     st->limits = enforced_limits(r);
     st->settings = cfg::settings_for(r, &disabled_by_condition);
-    st->facts = gather_facts(r, disabled_by_condition);
+    st->facts = gather_facts(r, response_connection, disabled_by_condition);
     if (st->settings.adaptive.enabled) {
         st->facts.occupancy_permille = cfg::worker_occupancy(apr_time_now(), cfg::occupancy_sample_interval());
     }
     st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    // A stopping server closes whatever else holds: asking the MPM costs a
+    // hook run, so only when the answer matters.
+    if (st->decision.keep() && server_stopping()) {
+        st->facts.server_stopping = true;
+        st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    }
     if (closed_by_module && st->decision.reason == keepalive::CloseReason::MarkedClose) {
         st->decision.reason = earlier_reason;  // the module's own mark: report why it made it
     }
     if (st->decision.verdict == keepalive::Verdict::NotApplicable) return;
 
-    drop_foreign_keepalive_headers(r, r->headers_out);
-    drop_foreign_keepalive_headers(r, r->err_headers_out);
+    drop_foreign_keepalive_headers(r, r->headers_out, response_connection.headers_out);
+    drop_foreign_keepalive_headers(r, r->err_headers_out, response_connection.err_headers_out);
 
     if (!st->decision.keep()) {
         c->keepalive = AP_CONN_CLOSE;
         return;
     }
 
+    // Core prints the Keep-Alive field itself when it finds the token (its
+    // own way, see httpd_find_token), from r->server's values.
     st->changed_request = r;
-    if (st->decision.send_header && !st->decision.client_opted_in) {
-        st->original_connection = apr_table_get(r->headers_in, "Connection");
-        apr_table_setn(r->headers_in, "Connection",
-                       st->original_connection
-                           ? apr_pstrcat(r->pool, st->original_connection, ", keep-alive", nullptr)
-                           : "keep-alive");
-        st->injected_token = true;
+    if (!st->facts.request_connection.empty() &&
+        keepalive::httpd_find_token(st->facts.request_connection, "keep-alive")) {
+        swap_server_for_printout(st, r);
+    } else if (st->decision.send_header) {
+        add_keep_alive_header(st, r);
     }
-    swap_server_for_printout(st, r);
 }
 
 bool carries_error_or_eoc(apr_bucket_brigade* bb) {
@@ -286,52 +337,28 @@ apr_status_t prepare_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
     } else if (!APR_BRIGADE_EMPTY(bb) && !carries_error_or_eoc(bb)) {
         // An error bucket makes HTTP_HEADER discard this response and send an
         // error document through this filter again: decide for that one.
+        st->request = f->r;
         prepare(st, f->r);
     }
     return ap_pass_brigade(f->next, bb);
 }
 
-bool is_keep_alive_field(const char* line, const char* end) {
-    static constexpr char kName[] = "keep-alive:";
-    const std::size_t n = sizeof(kName) - 1;
-    return static_cast<std::size_t>(end - line) >= n && ap_cstr_casecmpn(line, kName, n) == 0;
-}
-
-bool is_blank_line(const char* line, const char* end) {
-    return (end - line == 1 && line[0] == '\n') || (end - line == 2 && line[0] == '\r' && line[1] == '\n');
-}
-
-// "KeepAliveHeader Never" on a response core wrote Keep-Alive on (the client
-// sent the keep-alive token, which HTTP/1.0 persistence needs): drop that
-// line from the serialized header block. Core wrote the block itself, so its
-// shape is known: a status line, CRLF-terminated fields, an empty line.
-void remove_keep_alive_field(request_rec* r, apr_bucket_brigade* bb) {
+// Takes the Keep-Alive field (and, with connection_too, the keep-alive
+// element of Connection) back out of the header block core serialized:
+// "KeepAliveHeader Never" on a response whose client sent the token, or a
+// response the module prepared as kept that core closed after all.
+void strip_keep_alive_from_block(request_rec* r, apr_bucket_brigade* bb, bool connection_too) {
     apr_bucket* b = APR_BRIGADE_FIRST(bb);
     while (b != APR_BRIGADE_SENTINEL(bb) && !APR_BUCKET_IS_METADATA(b)) b = APR_BUCKET_NEXT(b);
     apr_bucket_brigade* rest = apr_brigade_split_ex(bb, b, nullptr);
     char* block = nullptr;
     apr_size_t length = 0;
     if (apr_brigade_pflatten(bb, &block, &length, r->pool) == APR_SUCCESS) {
-        const char* end = block + length;
-        char* out = block;
-        bool removed = false;
-        bool in_fields = true;  // nothing after the empty line is touched
-        for (const char* line = block; line < end;) {
-            const char* eol = static_cast<const char*>(memchr(line, '\n', static_cast<std::size_t>(end - line)));
-            const char* next = eol ? eol + 1 : end;
-            if (is_blank_line(line, next)) in_fields = false;
-            if (in_fields && line != block && is_keep_alive_field(line, next)) {
-                removed = true;
-            } else {
-                memmove(out, line, static_cast<std::size_t>(next - line));
-                out += next - line;
-            }
-            line = next;
-        }
-        if (removed) {
+        const std::string stripped = keepalive::strip_keep_alive_fields({block, length}, connection_too);
+        if (stripped.size() != length) {
             apr_brigade_cleanup(bb);
-            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(block, static_cast<apr_size_t>(out - block), r->pool,
-                                                               r->connection->bucket_alloc));
+            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(apr_pstrmemdup(r->pool, stripped.data(), stripped.size()),
+                                                               stripped.size(), r->pool, r->connection->bucket_alloc));
         }
     }
     APR_BRIGADE_CONCAT(bb, rest);
@@ -340,20 +367,21 @@ void remove_keep_alive_field(request_rec* r, apr_bucket_brigade* bb) {
 // What the decision was, for the access log (%{keepalive}n), the trace log,
 // the counters and the connection's end.
 void record(request_rec* r, const keepalive::Decision& d, bool kept) {
-    const char* note = nullptr;
-    if (kept) {
-        note = d.max_remaining >= 0 ? apr_psprintf(r->pool, "keep timeout=%d max=%d", d.advertised_timeout_s,
-                                                   d.max_remaining)
-                                    : apr_psprintf(r->pool, "keep timeout=%d", d.advertised_timeout_s);
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s (idle %" APR_TIME_T_FMT " ms%s)", note,
-                      apr_time_as_msec(d.idle_timeout_us), d.send_header ? "" : ", no header");
-    } else {
-        note = apr_pstrcat(r->pool, "close ", keepalive::reason_name(d.reason), nullptr);
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s", note);
+    auto* note = static_cast<char(*)[keepalive::kOutcomeNoteSize]>(apr_palloc(r->pool, keepalive::kOutcomeNoteSize));
+    keepalive::format_outcome_note(d, kept, *note);
+    // In C++ httpd's log macros call the logger before checking the level:
+    // check it here, so that a request not traced costs nothing.
+    if (APLOGrtrace1(r)) {
+        if (kept) {
+            ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s (idle %" APR_TIME_T_FMT " ms%s)", *note,
+                          apr_time_as_msec(d.idle_timeout_us), d.send_header ? "" : ", no header");
+        } else {
+            ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s", *note);
+        }
     }
     // mod_log_config reads notes from the request it logs: the first one by
     // default, the last with %>{...}n; internal redirects have their own.
-    for (request_rec* each = r; each; each = each->prev) apr_table_setn(each->notes, kNote, note);
+    for (request_rec* each = r; each; each = each->prev) apr_table_setn(each->notes, kNote, *note);
 
     const int slot = cfg::metrics_slot(r->server);
     cfg::count_response(slot, kept);
@@ -373,9 +401,13 @@ void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block
     undo_preparation(st);
     if (!st->prepared || st->decision.verdict == keepalive::Verdict::NotApplicable) return;
 
-    // Now that core has framed the body, the policy can judge it too.
-    st->facts.framing = body_is_delimited(r) ? keepalive::BodyFraming::Delimited : keepalive::BodyFraming::Undelimited;
-    st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    // Now that core has framed the body, the policy can judge an HTTP/1.0
+    // response whose length was not known before.
+    if (st->facts.framing == keepalive::BodyFraming::Unknown && is_http10(st->facts)) {
+        st->facts.framing =
+            body_is_delimited(r) ? keepalive::BodyFraming::Delimited : keepalive::BodyFraming::Undelimited;
+        st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    }
     const keepalive::Decision& d = st->decision;
     if (d.keep() != core_kept) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
@@ -388,25 +420,32 @@ void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block
         }
     }
     record(r, d, core_kept);
-    if (core_kept && !d.send_header && apr_table_get(r->headers_out, "Keep-Alive")) {
-        remove_keep_alive_field(r, header_block);
+    if (!core_kept && st->added_header) {
+        strip_keep_alive_from_block(r, header_block, true);
+    } else if (core_kept && !d.send_header && !st->added_header && apr_table_get(r->headers_out, "Keep-Alive")) {
+        strip_keep_alive_from_block(r, header_block, false);
     }
 }
 
+// A connection filter, added once per connection: the first of the
+// connection's output chain, right after the requests' own filters, so
+// HTTP_HEADER passes it the header block it serialized before anything else.
 apr_status_t observe_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
-    auto* st = static_cast<ResponseState*>(f->ctx);
-    if (!APR_BRIGADE_EMPTY(bb) && !st->observed) {
-        // HTTP_HEADER passes the header block down on its own first, so the
-        // first brigade here means core has decided.
-        st->observed = true;
-        observe(st, f->r, bb);
-        ap_remove_output_filter(f);
+    auto* st = &static_cast<ConnectionState*>(f->ctx)->response;
+    if (st->prepared && !st->observed && !APR_BRIGADE_EMPTY(bb)) {
+        const apr_bucket* first = APR_BRIGADE_FIRST(bb);
+        if (!APR_BUCKET_IS_METADATA(first)) {
+            // Data after PREPARE has run: the header block, so core has decided.
+            st->observed = true;
+            observe(st, st->request, bb);
+        } else if (AP_BUCKET_IS_EOR(first)) {
+            // The request ends (its pool goes with this bucket) without a
+            // header block having passed: nothing to observe.
+            st->observed = true;
+            undo_preparation(st);
+        }
     }
     return ap_pass_brigade(f->next, bb);
-}
-
-ResponseState* response_state(request_rec* r) {
-    return static_cast<ResponseState*>(ap_get_module_config(r->request_config, &keepalive_module));
 }
 
 // Main requests only, as core's own HTTP_HEADER: subrequests write into the
@@ -418,31 +457,21 @@ bool is_first_main_request(const request_rec* r) {
 // Runs before http_core's create_request, so the filter lands ahead of
 // BYTERANGE, CONTENT_LENGTH and HTTP_HEADER (same-type filters are appended).
 int add_prepare_filter(request_rec* r) {
-    if (!r->main && r->prev && !r->connection->master) {
+    ConnectionState* cs = connection_state(r->connection);
+    if (!cs) return DECLINED;  // HTTP/2 streams, mod_proxy's backend connections
+    ResponseState* st = &cs->response;
+    if (!r->main && r->prev) {
         // An internal redirect (ErrorDocument after ap_die in BYTERANGE or
-        // HTTP_HEADER) copies r->server and shares r->headers_in: give the new
-        // request the real server and the client's own Connection header.
-        request_rec* first = r->prev;
-        while (first->prev) first = first->prev;
-        if (ResponseState* st = response_state(first)) {
-            if (st->original_server && st->changed_request && r->server == st->changed_request->server) {
-                r->server = st->original_server;
-            }
-            undo_preparation(st);
+        // HTTP_HEADER) copies r->server: give the new request the real one.
+        if (st->original_server && st->changed_request && r->server == st->changed_request->server) {
+            r->server = st->original_server;
         }
+        undo_preparation(st);
         return DECLINED;
     }
     if (!is_first_main_request(r)) return DECLINED;
-    auto* st = new (apr_palloc(r->pool, sizeof(ResponseState))) ResponseState();
-    ap_set_module_config(r->request_config, &keepalive_module, st);
+    st->reset();
     ap_add_output_filter_handle(prepare_filter_handle, st, r, r->connection);
-    return DECLINED;
-}
-
-// Runs after http_core's create_request, so the filter lands after HTTP_HEADER.
-int add_observe_filter(request_rec* r) {
-    ResponseState* st = is_first_main_request(r) ? response_state(r) : nullptr;
-    if (st) ap_add_output_filter_handle(observe_filter_handle, st, r, r->connection);
     return DECLINED;
 }
 
@@ -461,28 +490,18 @@ apr_status_t count_connection_end(void* data) {
     return APR_SUCCESS;
 }
 
-// Watches the reads that follow a kept response: the next request's first
-// bytes, the socket timeout (prefork, worker) or the client's close. Event
-// closes timed-out connections in its listener without reading: a connection
-// still waiting when it ends timed out.
-apr_status_t idle_filter(ap_filter_t* f, apr_bucket_brigade* bb, ap_input_mode_t mode, apr_read_type_e block,
-                         apr_off_t readbytes) {
-    auto* cs = static_cast<ConnectionState*>(f->ctx);
-    const apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
-    if (cs->idle_end != IdleEnd::Waiting) return rv;
-    if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_ETIMEDOUT(rv)) {
-        cs->idle_end = IdleEnd::TimedOut;
-    } else if (rv != APR_SUCCESS && !APR_STATUS_IS_EAGAIN(rv)) {
-        cs->idle_end = IdleEnd::ClientGone;
-    } else if (APR_BRIGADE_EMPTY(bb)) {
-        // A blocking read that returns nothing is the client's close (core's
-        // input filter turns EOF into an empty brigade); a non-blocking one,
-        // such as core's check for a pipelined request, just found no data.
-        if (block == APR_BLOCK_READ) cs->idle_end = IdleEnd::ClientGone;
-    } else {
-        cs->idle_end = APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(bb)) ? IdleEnd::ClientGone : IdleEnd::RequestArrived;
+// The read of a request that follows a kept response ends here, with its
+// request pool: ap_read_request() gives up without a request line on the
+// socket timeout (prefork, worker; status 408) or on the client's close or a
+// broken connection. Event closes timed-out connections in its listener
+// without reading: a connection still waiting when it ends timed out.
+apr_status_t classify_idle_read(void* data) {
+    const auto* r = static_cast<const request_rec*>(data);
+    if (r->the_request && r->the_request[0]) return APR_SUCCESS;  // a request came
+    if (auto* cs = connection_state(r->connection)) {
+        cs->idle_end = r->status == HTTP_REQUEST_TIME_OUT ? IdleEnd::TimedOut : IdleEnd::ClientGone;
     }
-    return rv;
+    return APR_SUCCESS;
 }
 
 int track_connection(conn_rec* c, void*) {
@@ -492,18 +511,21 @@ int track_connection(conn_rec* c, void*) {
     cs->connection = c;
     cs->accepted = apr_time_now();
     ap_set_module_config(c->conn_config, &keepalive_module, cs);
-    ap_add_input_filter_handle(idle_filter_handle, cs, nullptr, c);
+    ap_add_output_filter_handle(observe_filter_handle, cs, nullptr, c);
     apr_pool_cleanup_register(c->pool, cs, count_connection_end, apr_pool_cleanup_null);
     return DECLINED;
 }
 
-// Prefork and worker: the idle wait before this request is a blocking read
-// with the socket timeout core set from the vhost; make it the one the
-// previous response decided (and advertised no more than).
-void set_idle_timeout(request_rec*, conn_rec* c) {
-    if (!mpm_waits_in_worker || c->keepalives == 0) return;
-    const ConnectionState* cs = connection_state(c);
-    if (!cs || cs->next_idle_timeout < 0) return;
+// Runs as core starts reading a request. After a kept response this read is
+// the idle wait: under prefork and worker a blocking read with the socket
+// timeout core set from the vhost, which the module makes the one the
+// previous response decided (and advertised no more than); and under every
+// MPM, how the read ends tells why an idle connection closed.
+void before_request_read(request_rec* r, conn_rec* c) {
+    ConnectionState* cs = connection_state(c);
+    if (!cs || cs->idle_end != IdleEnd::Waiting) return;
+    apr_pool_cleanup_register(r->pool, r, classify_idle_read, apr_pool_cleanup_null);
+    if (!mpm_waits_in_worker || cs->next_idle_timeout < 0) return;
     if (apr_socket_t* socket = ap_get_conn_socket(c)) apr_socket_timeout_set(socket, cs->next_idle_timeout);
 }
 
@@ -517,19 +539,18 @@ int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s
 }
 
 void register_hooks(apr_pool_t*) {
-    static const char* const after_http_core[] = {"http_core.c", nullptr};
     ap_hook_check_config(cfg::check_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_child_init(cfg::load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(track_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
-    ap_hook_pre_read_request(set_idle_timeout, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_pre_read_request(before_request_read, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(add_prepare_filter, nullptr, nullptr, APR_HOOK_MIDDLE);
-    ap_hook_create_request(add_observe_filter, after_http_core, nullptr, APR_HOOK_REALLY_LAST);
     ap_hook_handler(cfg::metrics_handler, nullptr, nullptr, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, cfg::metrics_status_section, nullptr, nullptr, APR_HOOK_MIDDLE);
     prepare_filter_handle = ap_register_output_filter(kPrepareFilter, prepare_filter, nullptr, AP_FTYPE_PROTOCOL);
-    observe_filter_handle = ap_register_output_filter(kObserveFilter, observe_filter, nullptr, AP_FTYPE_PROTOCOL);
-    idle_filter_handle = ap_register_input_filter(kIdleFilter, idle_filter, nullptr, AP_FTYPE_CONNECTION);
+    // The lowest connection type: ahead of every other connection filter
+    // (TLS among them), right after the requests' protocol filters.
+    observe_filter_handle = ap_register_output_filter(kObserveFilter, observe_filter, nullptr, AP_FTYPE_CONNECTION);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // own against a response that would otherwise be kept.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 
 #include "ka_policy.h"
@@ -283,6 +284,34 @@ TEST(Policy, ReasonNamesAreStableLogTokens) {
     EXPECT_STREQ(keepalive::reason_name(CloseReason::LifetimeReached), "lifetime-reached");
     EXPECT_STREQ(keepalive::reason_name(CloseReason::Http10Proxy), "http10-proxy");
     EXPECT_STREQ(keepalive::reason_name(CloseReason::DisabledByCondition), "disabled-by-condition");
+}
+
+std::string note(const Decision& d, bool kept) {
+    char buffer[keepalive::kOutcomeNoteSize];
+    const std::size_t length = keepalive::format_outcome_note(d, kept, buffer);
+    EXPECT_EQ(length, std::strlen(buffer));
+    return std::string(buffer, length);
+}
+
+TEST(Policy, OutcomeNoteSaysWhatTheAccessLogShows) {
+    ResponseFacts f = http11();
+    f.responses_kept_before = 1;
+    EXPECT_EQ(note(decide(limits(), f), true), "keep timeout=5 max=99");
+    EXPECT_EQ(note(decide(limits(5000000, 0), f), true), "keep timeout=5");
+    f.responses_kept_before = 100;
+    EXPECT_EQ(note(decide(limits(), f), false), "close budget-reached");
+    EXPECT_EQ(note(decide(limits(), http10()), false), "close http10-no-optin");
+}
+
+TEST(Policy, OutcomeNoteFitsItsBufferWhateverTheValues) {
+    Decision d;
+    d.verdict = Verdict::Keep;
+    d.advertised_timeout_s = 2147483647;
+    d.max_remaining = 2147483647;
+    EXPECT_EQ(note(d, true), "keep timeout=2147483647 max=2147483647");
+    d.verdict = Verdict::Close;
+    d.reason = CloseReason::DisabledByCondition;
+    EXPECT_EQ(note(d, false), "close disabled-by-condition");
 }
 
 // ---- mod_keepalive's own directives ---------------------------------------
