@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
-#include <system_error>
+#include <cstring>
 
 #include "ka_tokens.h"
 
@@ -32,10 +32,7 @@ bool at_least_http11(const ResponseFacts& f) {
 // Core's test is a case-insensitive prefix match on any token (see
 // httpd_find_token); the RFC's is an exact list element. Closing on either
 // keeps the module's verdict in step with core's and with the RFC.
-bool asks_for_close(std::string_view connection_field) {
-    if (connection_field.empty()) return false;  // most requests and responses
-    return list_has_token(connection_field, "close") || httpd_find_token(connection_field, "close");
-}
+bool asks_for_close(const ConnectionTokens& tokens) { return tokens.close || tokens.httpd_close; }
 
 // The idle timeout the request's directives ask for.
 std::int64_t requested_idle_timeout(const ConnectionLimits& limits, const Settings& settings) {
@@ -55,7 +52,8 @@ std::int64_t adapted_idle_timeout(std::int64_t requested, const AdaptiveSettings
 // Why this response must close the connection, or None. The order puts the
 // reason an administrator can act on first when several apply.
 CloseReason close_reason(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& f,
-                         bool opted_in) {
+                         const ConnectionTokens& request) {
+    const bool opted_in = request.keep_alive;
     const bool http10 = !at_least_http11(f);
     // Core marks the connection closed before it sends the error response
     // that drops it: the status says more than the mark.
@@ -63,7 +61,7 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
         return status_drops_connection(f.status) ? CloseReason::ErrorStatus : CloseReason::MarkedClose;
     }
     if (f.server_stopping) return CloseReason::ServerStopping;
-    if (asks_for_close(f.request_connection)) return CloseReason::ClientClose;
+    if (asks_for_close(request)) return CloseReason::ClientClose;
     if (http10 && !opted_in) return CloseReason::Http10NoOptIn;
     if (http10 && !settings.http10) return CloseReason::Http10Refused;
     if (http10 && f.forward_proxy) return CloseReason::Http10Proxy;
@@ -77,7 +75,9 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
     if (status_drops_connection(f.status)) return CloseReason::ErrorStatus;
     if (f.expecting_100) return CloseReason::ExpectContinue;
     if (f.framing == BodyFraming::Undelimited && http10) return CloseReason::UndelimitedBody;
-    if (asks_for_close(f.response_connection)) return CloseReason::ResponseClose;
+    if (!f.response_connection.empty() && asks_for_close(scan_connection_tokens(f.response_connection))) {
+        return CloseReason::ResponseClose;
+    }
     if (settings.adaptive.enabled && f.occupancy_permille >= settings.adaptive.close_at_permille) {
         return CloseReason::LoadShedding;
     }
@@ -132,26 +132,27 @@ std::string_view Decision::connection_header() const {
 
 namespace {
 
-// Appends text to [out, end), truncating; returns the new end of the text.
-char* append(char* out, char* end, std::string_view text) {
-    const std::size_t n = std::min(text.size(), static_cast<std::size_t>(end - out));
-    std::copy_n(text.data(), n, out);
-    return out + n;
+// Writers for the two formatters below, whose buffers are sized for the
+// longest output (static_asserts there), so they need no bounds checks; a
+// copy of known length compiles to a few moves.
+template <std::size_t N>
+char* put(char* out, const char (&text)[N]) {
+    std::memcpy(out, text, N - 1);
+    return out + N - 1;
 }
 
-char* append(char* out, char* end, int value) {
-    const auto result = std::to_chars(out, end, value);
-    return result.ec == std::errc() ? result.ptr : out;
-}
+constexpr std::size_t kMaxIntDigits = 11;  // "-2147483648"
+
+char* put(char* out, int value) { return std::to_chars(out, out + kMaxIntDigits, value).ptr; }
 
 }  // namespace
 
 std::size_t format_keep_alive_value(const Decision& d, char (&value)[kKeepAliveValueSize]) {
-    char* const end = value + kKeepAliveValueSize - 1;  // room for the NUL
+    static_assert(kKeepAliveValueSize > sizeof("timeout=, max=") + 2 * kMaxIntDigits);
     char* out = value;
     if (d.keep()) {
-        out = append(append(out, end, "timeout="), end, d.advertised_timeout_s);
-        if (d.max_remaining >= 0) out = append(append(out, end, ", max="), end, d.max_remaining);
+        out = put(put(out, "timeout="), d.advertised_timeout_s);
+        if (d.max_remaining >= 0) out = put(put(out, ", max="), d.max_remaining);
     }
     *out = '\0';
     return static_cast<std::size_t>(out - value);
@@ -164,13 +165,17 @@ std::string Decision::keep_alive_header() const {
 }
 
 std::size_t format_outcome_note(const Decision& d, bool kept, char (&note)[kOutcomeNoteSize]) {
-    char* const end = note + kOutcomeNoteSize - 1;  // room for the NUL
+    static_assert(kOutcomeNoteSize > sizeof("keep timeout= max=") + 2 * kMaxIntDigits);
     char* out = note;
     if (kept) {
-        out = append(append(out, end, "keep timeout="), end, d.advertised_timeout_s);
-        if (d.max_remaining >= 0) out = append(append(out, end, " max="), end, d.max_remaining);
+        out = put(put(out, "keep timeout="), d.advertised_timeout_s);
+        if (d.max_remaining >= 0) out = put(put(out, " max="), d.max_remaining);
     } else {
-        out = append(append(out, end, "close "), end, reason_name(d.reason));
+        const char* reason = reason_name(d.reason);
+        const std::size_t length = std::min(std::strlen(reason), kOutcomeNoteSize - sizeof("close "));
+        out = put(out, "close ");
+        std::memcpy(out, reason, length);
+        out += length;
     }
     *out = '\0';
     return static_cast<std::size_t>(out - note);
@@ -180,8 +185,10 @@ Decision decide(const ConnectionLimits& limits, const Settings& settings, const 
     Decision d;
     if (facts.multiplexed || facts.headerless) return d;
 
-    d.client_opted_in = !facts.request_connection.empty() && list_has_token(facts.request_connection, "keep-alive");
-    d.reason = close_reason(limits, settings, facts, d.client_opted_in);
+    const ConnectionTokens request = scan_connection_tokens(facts.request_connection);
+    d.client_opted_in = request.keep_alive;
+    d.httpd_sees_keep_alive = request.httpd_keep_alive;
+    d.reason = close_reason(limits, settings, facts, request);
     d.verdict = d.reason == CloseReason::None ? Verdict::Keep : Verdict::Close;
     if (!d.keep()) return d;
 

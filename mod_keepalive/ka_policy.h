@@ -121,6 +121,9 @@ struct Decision {
     Verdict verdict = Verdict::NotApplicable;
     CloseReason reason = CloseReason::None;
     bool client_opted_in = false;  // the request carried the keep-alive token
+    // httpd's own matcher (httpd_find_token) finds the keep-alive token in
+    // the request, so core itself writes Keep-Alive on a kept response.
+    bool httpd_sees_keep_alive = false;
     bool send_header = false;      // a Keep-Alive header goes on this response
     std::int64_t idle_timeout_us = 0;       // how long the server will wait
     std::int64_t advertised_timeout_us = 0;  // never above idle_timeout_us

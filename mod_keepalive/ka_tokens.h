@@ -26,6 +26,18 @@ bool list_has_token(std::string_view field, std::string_view token);
 // module never keeps a connection that core would close because of it.
 bool httpd_find_token(std::string_view line, std::string_view token);
 
+// What a request's or response's Connection field says about persistence,
+// found in one pass each way: the elements "close" and "keep-alive" as an
+// RFC 9110 list holds them (list_has_token), and as httpd's ap_find_token()
+// matches them (httpd_find_token), which is how core decides.
+struct ConnectionTokens {
+    bool close = false;
+    bool keep_alive = false;
+    bool httpd_close = false;
+    bool httpd_keep_alive = false;
+};
+ConnectionTokens scan_connection_tokens(std::string_view field);
+
 // `field` without any element equal to `token` (case-insensitive), the rest
 // rejoined with ", ". Returns an empty string when nothing is left.
 std::string list_without_token(std::string_view field, std::string_view token);

@@ -315,8 +315,7 @@ void prepare(ResponseState* st, request_rec* r) {
     // Core prints the Keep-Alive field itself when it finds the token (its
     // own way, see httpd_find_token), from r->server's values.
     st->changed_request = r;
-    if (!st->facts.request_connection.empty() &&
-        keepalive::httpd_find_token(st->facts.request_connection, "keep-alive")) {
+    if (st->decision.httpd_sees_keep_alive) {
         swap_server_for_printout(st, r);
     } else if (st->decision.send_header) {
         add_keep_alive_header(st, r);

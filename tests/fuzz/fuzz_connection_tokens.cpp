@@ -27,6 +27,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (keepalive::list_without_token(without, token) != without) std::abort();
     }
 
+    // The one-pass scan agrees with the single-token functions.
+    const keepalive::ConnectionTokens tokens = keepalive::scan_connection_tokens(field);
+    if (tokens.close != keepalive::list_has_token(field, "close") ||
+        tokens.keep_alive != keepalive::list_has_token(field, "keep-alive") ||
+        tokens.httpd_close != keepalive::httpd_find_token(field, "close") ||
+        tokens.httpd_keep_alive != keepalive::httpd_find_token(field, "keep-alive")) {
+        std::abort();
+    }
+
     const std::string stripped = keepalive::strip_keep_alive_fields(field, true);
     if (keepalive::strip_keep_alive_fields(stripped, true) != stripped) std::abort();
     if (keepalive::strip_keep_alive_fields(stripped, false) != stripped) std::abort();

@@ -90,3 +90,24 @@ TEST(StripKeepAliveFields, LeavesTheBodyLookalikesAndOtherFieldsAlone) {
         "Keep-Alive: timeout=1\r\nConnection: keep-alive\r\n";
     EXPECT_EQ(keepalive::strip_keep_alive_fields(block, true), block);
 }
+
+TEST(ScanConnectionTokens, FindsBothTokensBothWaysInOnePass) {
+    const auto t = keepalive::scan_connection_tokens("TE, Keep-Alive");
+    EXPECT_TRUE(t.keep_alive);
+    EXPECT_TRUE(t.httpd_keep_alive);
+    EXPECT_FALSE(t.close);
+    EXPECT_FALSE(t.httpd_close);
+    const auto c = keepalive::scan_connection_tokens("close");
+    EXPECT_TRUE(c.close && c.httpd_close && !c.keep_alive && !c.httpd_keep_alive);
+}
+
+TEST(ScanConnectionTokens, HttpdsPrefixQuirkIsReportedApart) {
+    // "keep" is no keep-alive element, but core's matcher takes it for one.
+    const auto t = keepalive::scan_connection_tokens("keep, clo");
+    EXPECT_FALSE(t.keep_alive);
+    EXPECT_TRUE(t.httpd_keep_alive);
+    EXPECT_FALSE(t.close);
+    EXPECT_TRUE(t.httpd_close);
+    const auto none = keepalive::scan_connection_tokens("");
+    EXPECT_FALSE(none.close || none.keep_alive || none.httpd_close || none.httpd_keep_alive);
+}
