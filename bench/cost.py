@@ -1,0 +1,315 @@
+#!/usr/bin/python3
+"""What mod_keepalive costs per request (run it as bench/cost).
+
+Two measurements, each side by side in one run, core httpd alone against
+httpd with mod_keepalive loaded, same configuration, same traffic:
+
+  instructions  prefork httpd -X under valgrind's callgrind, serving a 3 KB
+                static file to keep-alive clients (HTTP/1.1, connections of
+                --per-connection requests, one after the other). Each
+                configuration is run twice, with --small and --large requests;
+                the difference of the two totals divided by the difference of
+                the request counts is the cost of one request, with start-up
+                and shutdown cancelled out.
+  throughput    wrk against a normal prefork server, keep-alive, the two
+                servers alternating round by round (--rounds); the ratio is
+                module/core of the median requests/s.
+
+The cost of the policy decision alone is measured by
+build/decide_benchmark (Google Benchmark; `make bench-decide`).
+
+Servers are tests/integration/httpd.py's HttpdServer (the generated
+configuration, files and logs), imported; under callgrind the same
+configuration is started as `apache2 -X`.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+
+from httpd import APACHE_BIN, HttpdServer  # noqa: E402
+
+DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
+PAGE = "page3k.html"
+PAGE_BODY = (b"<html><body><pre>\n" + b"mod_keepalive cost benchmark, 3 KB\n" * 88 +
+             b"</pre></body></html>\n")[:3072]
+# Two kinds of keep-alive clients. "plain": HTTP/1.1 without a Connection
+# header (curl, wrk, most libraries); core sends them no Keep-Alive header,
+# the module adds one. "token": HTTP/1.1 with "Connection: keep-alive"
+# (browsers); core sends them the header itself, so the module adds nothing
+# to the response and its cost is its own logic alone.
+REQUESTS = {
+    "plain": ("GET /%s HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench/cost\r\n"
+              "Accept: */*\r\n\r\n" % PAGE).encode(),
+    "token": ("GET /%s HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench/cost\r\n"
+              "Accept: */*\r\nConnection: keep-alive\r\n\r\n" % PAGE).encode(),
+}
+IR_RE = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.M)
+
+
+def die(message):
+    print("bench/cost: " + message, file=sys.stderr)
+    sys.exit(2)
+
+
+def need(tool, package):
+    if subprocess.run(["sh", "-c", "command -v %s" % tool], capture_output=True).returncode:
+        die("%s not found: apt-get install %s" % (tool, package))
+
+
+def make_server(module, mpm="prefork"):
+    extra = ""
+    # MaxKeepAliveRequests as the default, the connection length the clients use.
+    return HttpdServer(mpm, module_path=module, keepalive=("On", "5", "100"), extra_config=extra,
+                       files={"htdocs/" + PAGE: PAGE_BODY}, name="cost")
+
+
+def read_response(sock, buffer):
+    """Reads one response with Content-Length; returns (status line, headers, rest)."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection mid-response")
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    match = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+    if not match:
+        raise ValueError("response without Content-Length: %r" % head[:200])
+    length = int(match.group(1))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection mid-body")
+        rest += chunk
+    return head, rest[length:]
+
+
+def drive(port, request, requests, per_connection, timeout):
+    """Sends `requests` requests, `per_connection` on each connection, one at
+    a time; checks that every response is a 200 and that connections are kept
+    until their last request."""
+    done = 0
+    while done < requests:
+        batch = min(per_connection, requests - done)
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            buffer = b""
+            for i in range(batch):
+                sock.sendall(request)
+                head, buffer = read_response(sock, buffer)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise ValueError("unexpected response: %r" % head[:200])
+                if i < batch - 1 and re.search(rb"\r\nconnection:\s*close", head, re.I):
+                    raise ValueError("connection closed after %d requests" % (i + 1))
+        done += batch
+
+
+def callgrind_instructions(module, request, requests, per_connection, workdir):
+    """Total instructions callgrind counted for one `apache2 -X` run serving
+    `requests` requests."""
+    server = make_server(module)
+    server.configtest()  # writes the configuration and the document root
+    out_dir = Path(tempfile.mkdtemp(prefix="cg-", dir=workdir))
+    os.chmod(out_dir, 0o1777)  # the child writes its profile as www-data
+    out_file = out_dir / "callgrind.out"
+    # valgrind creates the profile as root at start-up and writes it as www-data at exit.
+    out_file.touch()
+    os.chmod(out_file, 0o666)
+    stdio = open(out_dir / "stdio.log", "wb")
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out_file,
+         APACHE_BIN, "-X", "-f", str(server.conf_path), "-d", str(server.dir)],
+        stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio, start_new_session=True, env=server._env())
+    stdio.close()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                die("apache2 -X under callgrind exited early:\n%s" % (out_dir / "stdio.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    die("apache2 -X under callgrind did not listen within 120 s")
+                time.sleep(0.2)
+        # The probe above was one connection without a request, in both runs alike.
+        drive(server.port, request, requests, per_connection, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        server.cleanup()
+    data = out_file.read_bytes() if out_file.exists() else b""
+    match = IR_RE.search(data)
+    if not match:
+        die("no instruction total in %s; valgrind said:\n%s" % (out_file, (out_dir / "stdio.log").read_text()[-3000:]))
+    return int(match.group(1)), out_file
+
+
+ANNOTATE_RE = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*?)(?: \[(.*)\])?$")
+
+
+def self_costs(profile):
+    """Instructions per function (self cost), from callgrind_annotate."""
+    result = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", str(profile)],
+                            capture_output=True, text=True)
+    costs = {}
+    for line in result.stdout.splitlines():
+        match = ANNOTATE_RE.match(line)
+        if match and ":" in match.group(2):
+            name = match.group(2).split(":", 1)[1]
+            obj = os.path.basename(match.group(3) or "?")
+            costs[(name, obj)] = costs.get((name, obj), 0) + int(match.group(1).replace(",", ""))
+    return costs
+
+
+def print_function_differences(profiles, args, limit=25):
+    """Where the added instructions go: per-function self cost per request,
+    differenced like the totals (large run minus small run), module minus core."""
+    def per_request(label):
+        small, large = self_costs(profiles[label, args.small]), self_costs(profiles[label, args.large])
+        return {k: (large.get(k, 0) - small.get(k, 0)) / (args.large - args.small) for k in set(small) | set(large)}
+    core, module = per_request("core"), per_request("module")
+    diffs = sorted(((module.get(k, 0) - core.get(k, 0), k) for k in set(core) | set(module)), reverse=True)
+    print("\nwhere the added instructions go (self cost per request, module minus core):")
+    for added, (name, obj) in diffs[:limit]:
+        if abs(added) >= 1:
+            print("  %+8.1f  %s [%s]" % (added, name[:110], obj))
+
+
+def measure_instructions(args, module, traffic):
+    rows = {}
+    profiles = {}
+    with tempfile.TemporaryDirectory(prefix="ka-cost-") as workdir:
+        os.chmod(workdir, 0o755)
+        for label, path in (("core", None), ("module", module)):
+            totals = []
+            for count in (args.small, args.large):
+                total, profile = callgrind_instructions(path, REQUESTS[traffic], count, args.per_connection, workdir)
+                totals.append(total)
+                if args.keep:
+                    kept = Path(args.keep) / ("%s-%s-%d.callgrind" % (traffic, label, count))
+                    kept.write_bytes(profile.read_bytes())
+                    profile = kept
+                profiles[label, count] = profile
+                print("  %-6s %-6s %7d requests: %d instructions" % (traffic, label, count, total), flush=True)
+            rows[label] = (totals[1] - totals[0]) / (args.large - args.small)
+        if args.functions:
+            print_function_differences(profiles, args)
+    return rows
+
+
+def wrk_requests_per_second(port, args):
+    result = subprocess.run(
+        ["wrk", "-t1", "-c%d" % args.connections, "-d%ds" % args.seconds, "--latency",
+         "http://127.0.0.1:%d/%s" % (port, PAGE)],
+        capture_output=True, text=True, timeout=args.seconds + 60)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    if result.returncode or not match:
+        die("wrk failed:\n%s%s" % (result.stdout, result.stderr))
+    errors = re.search(r"Socket errors: (.*)", result.stdout)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if errors or non2xx:
+        die("wrk saw errors: %s %s" % (errors and errors.group(0), non2xx and non2xx.group(0)))
+    return float(match.group(1))
+
+
+def measure_throughput(args, module):
+    servers = {"core": make_server(None), "module": make_server(module)}
+    results = {label: [] for label in servers}
+    try:
+        for server in servers.values():
+            server.start()
+        for label, server in servers.items():  # warm-up, not counted
+            subprocess.run(["wrk", "-t1", "-c4", "-d1s", "http://127.0.0.1:%d/%s" % (server.port, PAGE)],
+                           capture_output=True, timeout=60)
+        for round_number in range(args.rounds):
+            order = list(servers) if round_number % 2 == 0 else list(reversed(list(servers)))
+            for label in order:
+                rps = wrk_requests_per_second(servers[label].port, args)
+                results[label].append(rps)
+                print("  round %d %-6s %10.0f requests/s" % (round_number + 1, label, rps), flush=True)
+        for server in servers.values():
+            problems = server.new_log_problems()
+            if problems:
+                die("server logged problems:\n%s" % problems)
+    finally:
+        for server in servers.values():
+            server.stop(check=False)
+            server.cleanup()
+    return results
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--module", default=str(DEFAULT_MODULE))
+    p.add_argument("--small", type=int, default=2000, help="requests in the first callgrind run")
+    p.add_argument("--large", type=int, default=12000, help="requests in the second callgrind run")
+    p.add_argument("--per-connection", type=int, default=100,
+                   help="requests per keep-alive connection (MaxKeepAliveRequests is 100)")
+    p.add_argument("--rounds", type=int, default=6, help="wrk rounds per server")
+    p.add_argument("--seconds", type=int, default=5, help="length of one wrk round")
+    p.add_argument("--connections", type=int, default=8, help="wrk connections")
+    p.add_argument("--traffic", default="token,plain",
+                   help="client kinds for callgrind, comma-separated: token (sends Connection: keep-alive), "
+                        "plain (no Connection header)")
+    p.add_argument("--skip-callgrind", action="store_true")
+    p.add_argument("--skip-wrk", action="store_true")
+    p.add_argument("--functions", action="store_true",
+                   help="also list the functions whose cost the module adds to")
+    p.add_argument("--keep", metavar="DIR", help="keep the callgrind profiles in DIR")
+    args = p.parse_args()
+    if args.large <= args.small:
+        die("--large must be above --small")
+    module = Path(args.module).resolve()
+    if not module.exists():
+        die("%s not found: run make first" % module)
+
+    print("bench/cost: module %s" % module)
+    print("apache2: %s" % subprocess.run([APACHE_BIN, "-v"], capture_output=True, text=True).stdout.split("\n")[0])
+    instructions = {}
+    throughput = None
+    if not args.skip_callgrind:
+        need("valgrind", "valgrind")
+        print("\ncallgrind, prefork httpd -X, GET /%s (3072 bytes), %d requests per connection:"
+              % (PAGE, args.per_connection), flush=True)
+        for traffic in args.traffic.split(","):
+            if traffic not in REQUESTS:
+                die("unknown --traffic %r" % traffic)
+            instructions[traffic] = measure_instructions(args, module, traffic)
+    if not args.skip_wrk:
+        need("wrk", "wrk")
+        print("\nwrk -t1 -c%d -d%ds, prefork, %d rounds per server, alternating:"
+              % (args.connections, args.seconds, args.rounds), flush=True)
+        throughput = measure_throughput(args, module)
+
+    print("\n| measure | core | with mod_keepalive | added | target |")
+    print("| --- | --- | --- | --- | --- |")
+    for traffic, rows in instructions.items():
+        core, mod = rows["core"], rows["module"]
+        added = mod - core
+        what = {"token": "clients sending keep-alive", "plain": "clients without Connection header"}[traffic]
+        print("| instructions per request, %s | %.0f | %.0f | %+.0f (%+.2f%%) | at most +1.0%% |"
+              % (what, core, mod, added, 100.0 * added / core))
+    if throughput:
+        core = statistics.median(throughput["core"])
+        mod = statistics.median(throughput["module"])
+        print("| wrk requests/s (median) | %.0f | %.0f | ratio %.3f | ratio at least 0.98 |" % (core, mod, mod / core))
+
+
+if __name__ == "__main__":
+    main()
