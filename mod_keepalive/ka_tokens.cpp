@@ -171,6 +171,9 @@ std::string strip_keep_alive_fields(std::string_view block, bool connection_too)
         }
         out += line;
     }
+    // No empty line: only part of a block (a filter upstream split it).
+    // Rewriting it could cut a field in two; leave it as it came.
+    if (in_fields) return std::string(block);
     return out;
 }
 

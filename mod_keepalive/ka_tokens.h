@@ -46,7 +46,8 @@ std::string list_without_token(std::string_view field, std::string_view token);
 // LF-terminated fields, an empty line, and possibly body bytes after it)
 // without its Keep-Alive fields and, when `connection_too`, without the
 // keep-alive element of its Connection fields (a field left empty goes too).
-// Nothing after the empty line changes.
+// Nothing after the empty line changes; a block without its empty line (a
+// part of one) comes back unchanged.
 std::string strip_keep_alive_fields(std::string_view block, bool connection_too);
 
 }  // namespace keepalive

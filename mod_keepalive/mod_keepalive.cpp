@@ -72,10 +72,12 @@ namespace cfg = keepalive::apache;
 
 constexpr const char kPrepareFilter[] = "KEEPALIVE_PREPARE";
 constexpr const char kObserveFilter[] = "KEEPALIVE_OBSERVE";
+constexpr const char kStripFilter[] = "KEEPALIVE_STRIP";
 constexpr const char kNote[] = "keepalive";
 
 ap_filter_rec_t* prepare_filter_handle;
 ap_filter_rec_t* observe_filter_handle;
+ap_filter_rec_t* strip_filter_handle;
 
 // Whether the MPM waits for the next request in the worker (prefork, worker),
 // where the socket timeout can be set per connection; set in post_config.
@@ -104,10 +106,15 @@ struct ResponseState {
     // Everything a new response reads before writing is reset here; the
     // rest is overwritten by prepare().
     void reset() {
-        request = nullptr;
-        prepared = observed = added_header = false;
-        changed_request = nullptr;
+        forget_request();
+        observed = added_header = false;
         original_server = nullptr;
+    }
+    // The request's pool is going: nothing may point into it any more.
+    void forget_request() {
+        request = nullptr;
+        changed_request = nullptr;
+        prepared = false;
     }
 };
 
@@ -257,14 +264,20 @@ void add_keep_alive_header(ResponseState* st, request_rec* r) {
     st->added_header = true;
 }
 
-// Makes core print the decision's values: core reads them from r->server.
-void swap_server_for_printout(ResponseState* st, request_rec* r) {
+// Core decides and prints from r->server's keep_alive_timeout and
+// keep_alive_max: a request-pool copy that carries the decision's values
+// makes it print them (clients that sent the token) and keep a connection
+// that a directory's looser limits keep although the server's would close.
+void swap_server_for_core(ResponseState* st, request_rec* r, bool core_prints) {
     const keepalive::Decision& d = st->decision;
+    const server_rec* s = r->server;
     const int max_requests = d.max_remaining < 0 ? 0 : d.max_remaining + st->facts.responses_kept_before;
-    if (r->server->keep_alive_timeout == d.advertised_timeout_us && r->server->keep_alive_max == max_requests) {
-        return;
-    }
-    auto* printed = static_cast<server_rec*>(apr_pmemdup(r->pool, r->server, sizeof(server_rec)));
+    const bool core_would_close =
+        s->keep_alive_timeout <= 0 || (s->keep_alive_max != 0 && s->keep_alive_max - r->connection->keepalives <= 0);
+    const bool prints_other_values =
+        core_prints && (s->keep_alive_timeout != d.advertised_timeout_us || s->keep_alive_max != max_requests);
+    if (!core_would_close && !prints_other_values) return;
+    auto* printed = static_cast<server_rec*>(apr_pmemdup(r->pool, s, sizeof(server_rec)));
     printed->keep_alive_timeout = d.advertised_timeout_us;
     printed->keep_alive_max = max_requests;
     st->original_server = r->server;
@@ -315,8 +328,11 @@ void prepare(ResponseState* st, request_rec* r) {
     // Core prints the Keep-Alive field itself when it finds the token (its
     // own way, see httpd_find_token), from r->server's values.
     st->changed_request = r;
+    swap_server_for_core(st, r, st->decision.httpd_sees_keep_alive);
     if (st->decision.httpd_sees_keep_alive) {
-        swap_server_for_printout(st, r);
+        // "KeepAliveHeader Never" to a client core prints Keep-Alive for:
+        // a filter right after HTTP_HEADER takes the field out again.
+        if (!st->decision.send_header) ap_add_output_filter_handle(strip_filter_handle, st, r, c);
     } else if (st->decision.send_header) {
         add_keep_alive_header(st, r);
     }
@@ -420,10 +436,22 @@ void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block
     }
     record(r, d, core_kept);
     if (!core_kept && st->added_header) {
+        // Only after a disagreement just logged. A filter between
+        // HTTP_HEADER and this one (mod_ratelimit's) may have split the
+        // block: a partial one is left alone rather than cut wrong.
         strip_keep_alive_from_block(r, header_block, true);
-    } else if (core_kept && !d.send_header && !st->added_header && apr_table_get(r->headers_out, "Keep-Alive")) {
-        strip_keep_alive_from_block(r, header_block, false);
     }
+}
+
+// KEEPALIVE_STRIP, added by PREPARE for "KeepAliveHeader Never" on a kept
+// response to a client that sent the token (core then prints Keep-Alive).
+// A protocol filter right after HTTP_HEADER, which passes it the whole
+// header block in one brigade.
+apr_status_t strip_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
+    if (APR_BRIGADE_EMPTY(bb)) return ap_pass_brigade(f->next, bb);
+    if (f->r->connection->keepalive == AP_CONN_KEEPALIVE) strip_keep_alive_from_block(f->r, bb, false);
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
 }
 
 // A connection filter, added once per connection: the first of the
@@ -445,6 +473,24 @@ apr_status_t observe_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
         }
     }
     return ap_pass_brigade(f->next, bb);
+}
+
+// The end of a main request, with its pool. The per-response state forgets
+// the request; and when it is the read that followed a kept response and
+// no request line came, how it ended tells why the idle connection closed:
+// ap_read_request() gives up on the socket timeout (prefork, worker; status
+// 408) or on the client's close or a broken connection. Event closes
+// timed-out connections in its listener without reading: a connection
+// still waiting when it ends timed out.
+apr_status_t end_of_request(void* data) {
+    const auto* r = static_cast<const request_rec*>(data);
+    ConnectionState* cs = connection_state(r->connection);
+    if (!cs) return APR_SUCCESS;
+    cs->response.forget_request();
+    if ((!r->the_request || !r->the_request[0]) && cs->idle_end == IdleEnd::Waiting) {
+        cs->idle_end = r->status == HTTP_REQUEST_TIME_OUT ? IdleEnd::TimedOut : IdleEnd::ClientGone;
+    }
+    return APR_SUCCESS;
 }
 
 // Main requests only, as core's own HTTP_HEADER: subrequests write into the
@@ -471,6 +517,16 @@ int add_prepare_filter(request_rec* r) {
     if (!is_first_main_request(r)) return DECLINED;
     st->reset();
     ap_add_output_filter_handle(prepare_filter_handle, st, r, r->connection);
+    apr_pool_cleanup_register(r->pool, r, end_of_request, apr_pool_cleanup_null);
+    // Core is about to read this request. After a kept response that read
+    // is the idle wait: under prefork and worker a blocking read with the
+    // socket timeout core has just set from the vhost; make it the one the
+    // previous response decided (and advertised no more than).
+    if (mpm_waits_in_worker && cs->idle_end == IdleEnd::Waiting && cs->next_idle_timeout >= 0) {
+        if (apr_socket_t* socket = ap_get_conn_socket(r->connection)) {
+            apr_socket_timeout_set(socket, cs->next_idle_timeout);
+        }
+    }
     return DECLINED;
 }
 
@@ -489,20 +545,6 @@ apr_status_t count_connection_end(void* data) {
     return APR_SUCCESS;
 }
 
-// The read of a request that follows a kept response ends here, with its
-// request pool: ap_read_request() gives up without a request line on the
-// socket timeout (prefork, worker; status 408) or on the client's close or a
-// broken connection. Event closes timed-out connections in its listener
-// without reading: a connection still waiting when it ends timed out.
-apr_status_t classify_idle_read(void* data) {
-    const auto* r = static_cast<const request_rec*>(data);
-    if (r->the_request && r->the_request[0]) return APR_SUCCESS;  // a request came
-    if (auto* cs = connection_state(r->connection)) {
-        cs->idle_end = r->status == HTTP_REQUEST_TIME_OUT ? IdleEnd::TimedOut : IdleEnd::ClientGone;
-    }
-    return APR_SUCCESS;
-}
-
 int track_connection(conn_rec* c, void*) {
     // HTTP/2 streams and mod_proxy's backend connections: nothing to decide.
     if (c->master || c->outgoing) return DECLINED;
@@ -513,19 +555,6 @@ int track_connection(conn_rec* c, void*) {
     ap_add_output_filter_handle(observe_filter_handle, cs, nullptr, c);
     apr_pool_cleanup_register(c->pool, cs, count_connection_end, apr_pool_cleanup_null);
     return DECLINED;
-}
-
-// Runs as core starts reading a request. After a kept response this read is
-// the idle wait: under prefork and worker a blocking read with the socket
-// timeout core set from the vhost, which the module makes the one the
-// previous response decided (and advertised no more than); and under every
-// MPM, how the read ends tells why an idle connection closed.
-void before_request_read(request_rec* r, conn_rec* c) {
-    ConnectionState* cs = connection_state(c);
-    if (!cs || cs->idle_end != IdleEnd::Waiting) return;
-    apr_pool_cleanup_register(r->pool, r, classify_idle_read, apr_pool_cleanup_null);
-    if (!mpm_waits_in_worker || cs->next_idle_timeout < 0) return;
-    if (apr_socket_t* socket = ap_get_conn_socket(c)) apr_socket_timeout_set(socket, cs->next_idle_timeout);
 }
 
 // Adds "mod_keepalive/VERSION" to the Server banner; httpd shows module
@@ -542,11 +571,11 @@ void register_hooks(apr_pool_t*) {
     ap_hook_post_config(post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_child_init(cfg::load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(track_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
-    ap_hook_pre_read_request(before_request_read, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(add_prepare_filter, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_handler(cfg::metrics_handler, nullptr, nullptr, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, cfg::metrics_status_section, nullptr, nullptr, APR_HOOK_MIDDLE);
     prepare_filter_handle = ap_register_output_filter(kPrepareFilter, prepare_filter, nullptr, AP_FTYPE_PROTOCOL);
+    strip_filter_handle = ap_register_output_filter(kStripFilter, strip_filter, nullptr, AP_FTYPE_PROTOCOL);
     // The lowest connection type: ahead of every other connection filter
     // (TLS among them), right after the requests' protocol filters.
     observe_filter_handle = ap_register_output_filter(kObserveFilter, observe_filter, nullptr, AP_FTYPE_CONNECTION);

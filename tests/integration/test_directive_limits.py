@@ -62,6 +62,14 @@ KeepAliveDisableIf "%{REQUEST_URI} =~ m#^/dl/#"
 </VirtualHost>
 
 <VirtualHost 127.0.0.1:@PORT@>
+    ServerName dir-above-core.test
+    MaxKeepAliveRequests 2
+    <Location /many>
+        KeepAliveMaxRequests 0
+    </Location>
+</VirtualHost>
+
+<VirtualHost 127.0.0.1:@PORT@>
     ServerName http10-on.test
     KeepAliveHTTP10 On
 </VirtualHost>
@@ -118,11 +126,11 @@ def countdown_then_close(server, host, budget, path="/"):
         assert_closed_soon(c, req, resp)
 
 
-def sequence(server, host, steps):
+def sequence(server, host, steps, headers=()):
     """steps: (path, expected max or None for unlimited, or "close")."""
     with RawConnection("127.0.0.1", server.port) as c:
         for path, expect in steps:
-            req = build_request(host=host, path=path)
+            req = build_request(host=host, path=path, headers=list(headers))
             resp = c.request(req)
             assert resp.status == 200, resp.describe(req)
             if expect == "close":
@@ -170,6 +178,14 @@ def test_max_requests_switches_per_response_on_one_connection(server):
 
 def test_max_requests_unlimited_location_then_limited_vhost(server):
     sequence(server, "dir.test", [("/many/", None)] * 10 + [("/", "close")])
+
+
+@pytest.mark.parametrize("headers", [[], KA], ids=["plain", "token"])
+def test_max_requests_location_above_the_servers_core_limit(server, headers):
+    # Core decides with the vhost's MaxKeepAliveRequests 2, and would close
+    # the 3rd response, with or without the keep-alive token in the request.
+    sequence(server, "dir-above-core.test", [("/many/", None)] * 6,
+             headers=headers)
 
 
 # -- KeepAliveHTTP10 ---------------------------------------------------------

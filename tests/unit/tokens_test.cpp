@@ -111,3 +111,12 @@ TEST(ScanConnectionTokens, HttpdsPrefixQuirkIsReportedApart) {
     const auto none = keepalive::scan_connection_tokens("");
     EXPECT_FALSE(none.close || none.keep_alive || none.httpd_close || none.httpd_keep_alive);
 }
+
+TEST(StripKeepAliveFields, LeavesAPartialBlockAlone) {
+    // The first part of a header block that a filter split: without its
+    // empty line, a field may continue in the next part.
+    const std::string part = "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=2\r\nConnection: Keep-Al";
+    EXPECT_EQ(keepalive::strip_keep_alive_fields(part, true), part);
+    EXPECT_EQ(keepalive::strip_keep_alive_fields("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\n", false),
+              "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\n");
+}
