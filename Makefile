@@ -7,6 +7,7 @@
 #                   under $(DESTDIR) if set; make uninstall removes that one file
 #   make deb        build the Debian package build/libapache2-mod-keepalive_*.deb
 #   make test-package  as root: install that package, a2enmod, run apache2, purge
+#   make bench-robustness  memory, graceful-restart and valgrind benchmarks (bench/)
 
 SHELL := /bin/bash
 
@@ -29,6 +30,8 @@ UNIT_TESTS := $(BUILD)/unit_tests
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
                 libgtest-dev python3 python3-pytest nghttp2-client wrk \
                 nodejs clang libclang-rt-14-dev
+# ... those "make bench-robustness" needs (ss is in iproute2) ...
+BENCH_PACKAGES := valgrind wrk iproute2
 # ... and those "make deb" needs: debian/control's Build-Depends (dh-apache2
 # is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
 DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
@@ -62,7 +65,7 @@ FUZZ_TARGETS  := connection_tokens decide directive_args
 FUZZ_BINARIES := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 .PHONY: all deps unit-test-sanitized fuzz deps-deb run test unit-test integration-test deb test-package \
-        install uninstall clean
+        install uninstall clean bench-robustness
 
 all: $(MODULE_SO)
 
@@ -148,6 +151,15 @@ run: deps
 # .deb to build/; lintian must find no error in it.
 deb: deps-deb
 	@apxs/build-deb
+
+# Robustness benchmarks, not part of "make test" (bench/results-robustness.md):
+# 1,000,000 requests on one connection (memory), 10 graceful restarts under
+# wrk (core vs module, every MPM), a workload under valgrind memcheck.
+bench-robustness: deps $(MODULE_SO)
+	@apxs/install-deps $(BENCH_PACKAGES)
+	$(PYTHON) bench/memory.py --module $(MODULE_SO)
+	$(PYTHON) bench/graceful.py --module $(MODULE_SO)
+	$(PYTHON) bench/valgrind.py --module $(MODULE_SO)
 
 # Needs root: installs the package into this machine's apache2 and removes it.
 test-package:
