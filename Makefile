@@ -8,6 +8,7 @@
 #   make deb        build the Debian package build/libapache2-mod-keepalive_*.deb
 #   make test-package  as root: install that package, a2enmod, run apache2, purge
 #   make bench-robustness  memory, graceful-restart and valgrind benchmarks (bench/)
+#   make bench-cost  instructions per request (callgrind), wrk throughput, decide() (bench/)
 
 SHELL := /bin/bash
 
@@ -25,6 +26,7 @@ BUILD      := build
 OBJ        := $(BUILD)/obj
 MODULE_SO  := $(BUILD)/mod_keepalive.so
 UNIT_TESTS := $(BUILD)/unit_tests
+DECIDE_BENCHMARK := $(BUILD)/decide_benchmark
 
 # Debian packages the build, the demo and the tests need.
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
@@ -32,6 +34,8 @@ DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
                 nodejs clang libclang-rt-14-dev
 # ... those "make bench-robustness" needs (ss is in iproute2) ...
 BENCH_PACKAGES := valgrind wrk iproute2
+# ... and those "make bench-cost" needs.
+BENCH_COST_PACKAGES := valgrind wrk libbenchmark-dev
 # ... and those "make deb" needs: debian/control's Build-Depends (dh-apache2
 # is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
 DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
@@ -65,7 +69,7 @@ FUZZ_TARGETS  := connection_tokens decide directive_args
 FUZZ_BINARIES := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 .PHONY: all deps unit-test-sanitized fuzz deps-deb run test unit-test integration-test deb test-package \
-        install uninstall clean bench-robustness
+        install uninstall clean bench-robustness bench-cost
 
 all: $(MODULE_SO)
 
@@ -160,6 +164,18 @@ bench-robustness: deps $(MODULE_SO)
 	$(PYTHON) bench/memory.py --module $(MODULE_SO)
 	$(PYTHON) bench/graceful.py --module $(MODULE_SO)
 	$(PYTHON) bench/valgrind.py --module $(MODULE_SO)
+
+# What the module costs (bench/cost.py, bench/decide_benchmark.cpp): callgrind
+# instructions per request with and without it, wrk throughput side by side,
+# and a Google Benchmark of the policy decision. Not part of "make test".
+$(DECIDE_BENCHMARK): bench/decide_benchmark.cpp $(CORE_OBJECTS)
+	$(CXX) -std=c++17 $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) -Imod_keepalive -o $@ $< $(CORE_OBJECTS) -lbenchmark -pthread
+
+bench-cost: deps $(MODULE_SO)
+	@apxs/install-deps $(BENCH_COST_PACKAGES)
+	@$(MAKE) --no-print-directory $(DECIDE_BENCHMARK)
+	$(DECIDE_BENCHMARK) --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+	$(PYTHON) bench/cost.py --module $(MODULE_SO)
 
 # Needs root: installs the package into this machine's apache2 and removes it.
 test-package:

@@ -321,6 +321,12 @@ void prepare(ResponseState* st, request_rec* r) {
     drop_foreign_keepalive_headers(r, r->err_headers_out, response_connection.err_headers_out);
 
     if (!st->decision.keep()) {
+        // Core counts the response that uses up the budget as one more kept
+        // one (%k in the access log), but only on a connection not yet
+        // marked to close: do what it would have done before marking it.
+        if (st->decision.reason == keepalive::CloseReason::BudgetReached && c->keepalive != AP_CONN_CLOSE) {
+            ++c->keepalives;
+        }
         c->keepalive = AP_CONN_CLOSE;
         return;
     }

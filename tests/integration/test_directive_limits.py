@@ -5,6 +5,9 @@ The main server sets all three; inherit.test, the default vhost, sets
 nothing and shows the server-level effect; the other vhosts override.
 """
 
+import re
+import time
+
 import pytest
 
 from harness import (assert_closed_soon, assert_closing_without_keepalive,
@@ -144,6 +147,20 @@ def sequence(server, host, steps, headers=()):
 # -- KeepAliveMaxRequests ----------------------------------------------------
 def test_max_requests_in_server_config_counts_down_then_closes(server):
     countdown_then_close(server, "inherit.test", 7)
+
+
+def test_access_log_counts_the_closing_response_as_core_does(server):
+    # Core's %k counts the response that uses up the budget as one more
+    # request on the connection: 0..6 kept, then 7 on the one that closes.
+    countdown_then_close(server, "inherit.test", 7, path="/?kcount")
+    deadline = time.monotonic() + 3
+    while True:
+        counts = [int(m) for m in re.findall(r'"GET /\?kcount HTTP/1\.1" 200 \S+ ka=(\d+)',
+                                             server.access_log())]
+        if len(counts) >= 8 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert counts == list(range(8)), server.access_log()
 
 
 def test_max_requests_in_vhost_overrides_core_and_server(server):
