@@ -156,7 +156,7 @@ run: deps
 deb: deps-deb
 	@apxs/build-deb
 
-# Robustness benchmarks, not part of "make test" (bench/results-robustness.md):
+# Robustness benchmarks, not part of "make test" (results in bench/RESULTS.md):
 # 1,000,000 requests on one connection (memory), 10 graceful restarts under
 # wrk (core vs module, every MPM), a workload under valgrind memcheck.
 bench-robustness: deps $(MODULE_SO)
