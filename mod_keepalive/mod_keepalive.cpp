@@ -83,8 +83,10 @@ ap_filter_rec_t* strip_filter_handle;
 // where the socket timeout can be set per connection; set in post_config.
 bool mpm_waits_in_worker = true;
 
-// How the wait for the next request ended, as core's read of it saw it.
-enum class IdleEnd { Waiting, RequestArrived, TimedOut, ClientGone };
+// Whether the connection waits for its next request after a response, and
+// how that wait ended, as core's read of it saw it (NotWaiting: before the
+// first response).
+enum class IdleEnd { NotWaiting, Waiting, TimedOut, ClientGone };
 
 // Per response, shared by the two filters. HTTP/1.x serves one request at a
 // time, so it lives in the connection's state and is reset for each main
@@ -127,7 +129,7 @@ struct ConnectionState {
     bool last_kept = false;
     keepalive::CloseReason last_reason = keepalive::CloseReason::None;
     int metrics_slot = 0;  // the virtual host of the last request
-    IdleEnd idle_end = IdleEnd::RequestArrived;
+    IdleEnd idle_end = IdleEnd::NotWaiting;
     ResponseState response;  // of the request being served
 };
 
