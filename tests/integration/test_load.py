@@ -65,10 +65,26 @@ def server(mpm, module_path):
                                  keepalive=("On", "5", "20"), name="load"))
 
 
+# event's listener closes every idle keep-alive connection of a process that
+# momentarily has no idle thread ("All workers are busy or dying"), core
+# httpd alone too; wrk sees those as read errors. With more threads per
+# process than wrk has connections, that cannot happen; and with room for
+# all of them as spares, no process is stopped as surplus meanwhile.
+EVENT_ROOM = """\
+<IfModule mpm_event_module>
+    ThreadLimit 16
+    ThreadsPerChild 16
+    MaxRequestWorkers 64
+    MaxSpareThreads 64
+</IfModule>
+"""
+
+
 @pytest.fixture(scope="module")
 def unlimited_server(mpm, module_path):
     yield from serve(HttpdServer(mpm, module_path,
                                  keepalive=("On", "5", "0"),
+                                 extra_config=EVENT_ROOM,
                                  name="load-unlimited"))
 
 
