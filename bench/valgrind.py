@@ -58,7 +58,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 
-from httpd import APACHE_BIN, HttpdServer, port_accepts  # noqa: E402
+from httpd import APACHE_BIN, HttpdServer, port_accepts, sleeping_lua_handler  # noqa: E402
 from rawhttp import HttpClientError, RawConnection, build_request  # noqa: E402
 
 DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
@@ -66,14 +66,7 @@ MODULE_OBJ = "mod_keepalive.so"
 VALGRIND_EXIT = 99
 SLOW_SECONDS = 4
 
-SLOW_LUA = b"""\
-function handle(r)
-  r.usleep(%d)
-  r.content_type = "text/plain"
-  r:puts("slow\\n")
-  return apache2.OK
-end
-""" % (SLOW_SECONDS * 1000000)
+SLOW_LUA = sleeping_lua_handler(SLOW_SECONDS)
 
 DIRS = ("short", "budget", "noka", "adv", "never", "onreq", "life")
 FILES = {"htdocs/slow.lua": SLOW_LUA}

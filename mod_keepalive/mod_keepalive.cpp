@@ -41,8 +41,6 @@
 // and the tables only what can change the verdict, and keeps the per-response
 // state inside the connection's (bench/cost measures it with callgrind).
 
-#include <cstring>
-
 #include "httpd.h"
 #include "http_config.h"
 #include "http_connection.h"

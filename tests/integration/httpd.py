@@ -75,6 +75,19 @@ DOCS = {
 }
 
 
+def sleeping_lua_handler(seconds):
+    """A mod_lua handler (its `handle` function) that keeps its worker busy
+    for `seconds`, then answers "slow"."""
+    return b"""\
+function handle(r)
+  r.usleep(%d)
+  r.content_type = "text/plain"
+  r:puts("slow\\n")
+  return apache2.OK
+end
+""" % int(seconds * 1e6)
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -9,20 +9,13 @@ import pytest
 
 from harness import (assert_closed_soon, assert_closing_without_keepalive,
                      assert_keepalive, serve)
-from httpd import HttpdServer
+from httpd import HttpdServer, sleeping_lua_handler
 from rawhttp import RawConnection, build_request
 
 KA = [("Connection", "keep-alive")]
 SLOW_SECONDS = 1.0
 
-SLOW_LUA = b"""\
-function handle(r)
-  r.usleep(%d)
-  r.content_type = "text/plain"
-  r:puts("slow\\n")
-  return apache2.OK
-end
-""" % int(SLOW_SECONDS * 1e6)
+SLOW_LUA = sleeping_lua_handler(SLOW_SECONDS)
 
 
 @pytest.fixture
