@@ -84,6 +84,7 @@ const char* set_idle_timeout(cmd_parms* cmd, void* cfg, const char* arg) {
         return nullptr;
     }
     dir_config(cfg)->idle_timeout = value;
+    dir_config(cfg)->any_set = true;
     return check_section_timeouts(cmd, dir_config(cfg));
 }
 
@@ -94,10 +95,12 @@ const char* set_advertised_timeout(cmd_parms* cmd, void* cfg, const char* arg) {
         return directive_error(cmd, arg, "must be above zero (KeepAliveHeader Never sends no header at all)");
     }
     dir_config(cfg)->advertised_timeout = value;
+    dir_config(cfg)->any_set = true;
     return check_section_timeouts(cmd, dir_config(cfg));
 }
 
 const char* set_max_lifetime(cmd_parms* cmd, void* cfg, const char* arg) {
+    dir_config(cfg)->any_set = true;
     return parse_duration(cmd, arg, &dir_config(cfg)->max_lifetime);
 }
 
@@ -110,6 +113,7 @@ const char* set_max_requests(cmd_parms* cmd, void* cfg, const char* arg) {
         return nullptr;
     }
     dir_config(cfg)->max_requests = *count;
+    dir_config(cfg)->any_set = true;
     return nullptr;
 }
 
@@ -117,6 +121,7 @@ const char* set_header_mode(cmd_parms* cmd, void* cfg, const char* arg) {
     const auto mode = keepalive::parse_header_mode(arg);
     if (!mode) return directive_error(cmd, arg, "must be Always, OnRequest or Never");
     dir_config(cfg)->header_mode = static_cast<int>(*mode);
+    dir_config(cfg)->any_set = true;
     return nullptr;
 }
 
@@ -165,6 +170,7 @@ const char* set_disable_if(cmd_parms* cmd, void* cfg, const char* arg) {
     ap_expr_info_t* expr = ap_expr_parse_cmd(cmd, arg, AP_EXPR_FLAG_DONT_VARY, &err, nullptr);
     if (err) return directive_error(cmd, arg, std::string("cannot parse expression: ") + err);
     dir_config(cfg)->disable_if = expr;
+    dir_config(cfg)->any_set = true;
     return nullptr;
 }
 
@@ -224,6 +230,7 @@ void* merge_dir_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
     merged->max_lifetime = inherit(child->max_lifetime, parent->max_lifetime, kUnset);
     merged->max_requests = inherit(child->max_requests, parent->max_requests, -1);
     merged->disable_if = child->disable_if ? child->disable_if : parent->disable_if;
+    merged->any_set = parent->any_set || child->any_set;
     return merged;
 }
 
@@ -289,6 +296,13 @@ keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition) {
         }
     }
     return s;
+}
+
+bool policy_is_cores(const request_rec* r) {
+    const auto* dir = static_cast<const DirConfig*>(ap_get_module_config(r->per_dir_config, &keepalive_module));
+    const auto* server = static_cast<const ServerConfig*>(ap_get_module_config(r->server->module_config,
+                                                                               &keepalive_module));
+    return !dir->any_set && server->adaptive != 1;
 }
 
 apr_interval_time_t occupancy_sample_interval() {

@@ -26,6 +26,9 @@ struct DirConfig {
     apr_interval_time_t max_lifetime = kUnset;
     int max_requests = -1;
     ap_expr_info_t* disable_if = nullptr;
+    // Any of the above set here or in an enclosing section: the policy can
+    // then differ from core's (policy_is_cores).
+    bool any_set = false;
 };
 
 struct ServerConfig {
@@ -51,6 +54,12 @@ int check_config(apr_pool_t* pconf, apr_pool_t* plog, apr_pool_t* ptemp, server_
 // The module's settings for this request, and whether its KeepAliveDisableIf
 // condition holds.
 keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition);
+
+// Whether none of the module's directives applies to this request beyond
+// what core itself enforces (KeepAliveIdleTimeout and KeepAliveMaxRequests at
+// server level set core's own values): then the policy decides an HTTP/1.1
+// response exactly as core does.
+bool policy_is_cores(const request_rec* r);
 
 // How often a child walks the scoreboard for the load-adaptive mode.
 apr_interval_time_t occupancy_sample_interval();

@@ -74,7 +74,6 @@ Slot* create_slots(apr_pool_t* process_pool, Retained* retained, std::uint32_t w
         std::memcpy(now.name, old.name, kNameSize);
         now.in_use = old.in_use;
         const CounterValues v = old.counters.load();
-        now.counters.requests = v.requests;
         now.counters.responses_keep = v.responses_keep;
         now.counters.responses_close = v.responses_close;
         for (std::size_t r = 0; r < kCloseReasonCount; ++r) now.counters.connections_closed[r] = v.connections_closed[r];
@@ -171,7 +170,8 @@ void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t
 }
 
 int metrics_handler(request_rec* r) {
-    if (!r->handler || std::strcmp(r->handler, "keepalive-status") != 0) return DECLINED;
+    // Runs for every request: the first letter turns away nearly all.
+    if (!r->handler || r->handler[0] != 'k' || std::strcmp(r->handler, "keepalive-status") != 0) return DECLINED;
     r->allowed = AP_METHOD_BIT << M_GET;
     r->allowed_methods->method_mask = AP_METHOD_BIT << M_GET;
     if (r->method_number != M_GET) return HTTP_METHOD_NOT_ALLOWED;

@@ -126,7 +126,6 @@ std::size_t histogram_slot(std::uint64_t requests) {
 }
 
 void SharedCounters::count_response(bool kept) {
-    requests.fetch_add(1, kRelaxed);
     (kept ? responses_keep : responses_close).fetch_add(1, kRelaxed);
 }
 
@@ -139,9 +138,9 @@ void SharedCounters::count_connection_end(CloseReason reason, std::uint64_t requ
 
 CounterValues SharedCounters::load() const {
     CounterValues v;
-    v.requests = requests.load(kRelaxed);
     v.responses_keep = responses_keep.load(kRelaxed);
     v.responses_close = responses_close.load(kRelaxed);
+    v.requests = v.responses_keep + v.responses_close;
     for (std::size_t i = 0; i < kCloseReasonCount; ++i) v.connections_closed[i] = connections_closed[i].load(kRelaxed);
     for (std::size_t i = 0; i < kHistogramSlots; ++i) {
         v.requests_per_connection[i] = requests_per_connection[i].load(kRelaxed);

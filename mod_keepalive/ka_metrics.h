@@ -38,7 +38,8 @@ struct CounterValues {
 // valid, empty block; every member is a lock-free atomic, so processes that
 // share the memory can update it concurrently.
 struct SharedCounters {
-    std::atomic<std::uint64_t> requests;
+    // Every request decided on is one response kept or closed: requests is
+    // their sum (load()), one atomic add per response instead of two.
     std::atomic<std::uint64_t> responses_keep;
     std::atomic<std::uint64_t> responses_close;
     std::array<std::atomic<std::uint64_t>, kCloseReasonCount> connections_closed;

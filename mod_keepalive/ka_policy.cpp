@@ -143,7 +143,23 @@ char* put(char* out, const char (&text)[N]) {
 
 constexpr std::size_t kMaxIntDigits = 11;  // "-2147483648"
 
-char* put(char* out, int value) { return std::to_chars(out, out + kMaxIntDigits, value).ptr; }
+constexpr char kDigitPairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+// Most timeouts and request budgets have one or two digits.
+inline char* put(char* out, int value) {
+    if (value >= 0 && value < 10) {
+        *out = static_cast<char>('0' + value);
+        return out + 1;
+    }
+    if (value >= 10 && value < 100) {
+        std::memcpy(out, &kDigitPairs[2 * value], 2);
+        return out + 2;
+    }
+    return std::to_chars(out, out + kMaxIntDigits, value).ptr;
+}
 
 }  // namespace
 
@@ -156,6 +172,18 @@ std::size_t format_keep_alive_value(const Decision& d, char (&value)[kKeepAliveV
     }
     *out = '\0';
     return static_cast<std::size_t>(out - value);
+}
+
+std::size_t format_keep_alive_fields(const Decision& d, char (&fields)[kKeepAliveFieldsSize]) {
+    static_assert(kKeepAliveFieldsSize >=
+                  sizeof("Keep-Alive: ") - 1 + kKeepAliveValueSize - 1 + sizeof("\r\nConnection: Keep-Alive\r\n") - 1);
+    if (!d.keep()) return 0;
+    char value[kKeepAliveValueSize];
+    const std::size_t length = format_keep_alive_value(d, value);
+    char* out = put(fields, "Keep-Alive: ");
+    std::memcpy(out, value, length);
+    out = put(out + length, "\r\nConnection: Keep-Alive\r\n");
+    return static_cast<std::size_t>(out - fields);
 }
 
 std::string Decision::keep_alive_header() const {

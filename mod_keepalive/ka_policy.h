@@ -146,6 +146,14 @@ struct Decision {
 constexpr std::size_t kKeepAliveValueSize = 48;
 std::size_t format_keep_alive_value(const Decision& d, char (&out)[kKeepAliveValueSize]);
 
+// The two header fields core writes on a kept response to a client that sent
+// the token, serialized for a header block:
+// "Keep-Alive: timeout=5, max=99\r\nConnection: Keep-Alive\r\n". Written into
+// `out` without allocating; returns the length (0 unless the decision keeps
+// the connection). Not NUL-terminated.
+constexpr std::size_t kKeepAliveFieldsSize = 96;
+std::size_t format_keep_alive_fields(const Decision& d, char (&out)[kKeepAliveFieldsSize]);
+
 // What the module notes for the access log and the trace log about one
 // response, given whether the connection was kept: "keep timeout=5 max=99",
 // "keep timeout=5" (unlimited), or "close budget-reached". Writes into `out`

@@ -6,11 +6,21 @@
 //
 // How it acts, and why this way. Core decides persistence in ap_set_keepalive(),
 // called from the HTTP_HEADER filter right before the header block is
-// serialized; nothing runs in between. So the module brackets that filter:
+// serialized; nothing runs in between, and no hook is offered. So the module
+// registers its own function under the name HTTP_HEADER (httpd's filter
+// registry gives a name to the last module that registers it, and
+// http_core registers first): header_filter() runs where core's would, does
+// its work and hands the brigade to core's ap_http_header_filter(), the
+// public function behind that name. No filter is added to any request.
 //
-//   KEEPALIVE_PREPARE  first protocol filter, runs before HTTP_HEADER
-//       decides, removes Keep-Alive values that handlers or mod_headers set,
-//       and arranges for core to carry the decision out:
+//   header_filter, before core decides, for each response:
+//     - core decides alone when the policy would decide as core does: an
+//       HTTP/1.1 request, none of the module's directives in effect for it
+//       (core's KeepAliveTimeout and MaxKeepAliveRequests are), core prints
+//       the timeout the MPM enforces, and the header block reaches OBSERVE
+//       in one piece. The module only drops Keep-Alive values a handler set.
+//     - otherwise the policy decides now, and the module arranges for core
+//       to carry the decision out:
 //         close -> c->keepalive = AP_CONN_CLOSE, core writes "Connection: close";
 //         keep  -> when the request carried the keep-alive token, core writes
 //                  "Keep-Alive: timeout=T, max=M" itself from r->server's
@@ -23,14 +33,17 @@
 //   KEEPALIVE_OBSERVE  first connection filter, added once per connection, so
 //       after every request's protocol filters: sees the header block
 //       HTTP_HEADER serialized before anything else. It reads the verdict
-//       core applied, puts r->server back, checks that the policy predicted
-//       the verdict, records it, and remembers the idle timeout to enforce.
-//       On a response core closed after all, it takes the module's
+//       core applied and records it (the note, the counters, the idle
+//       timeout to enforce next). Where core decided alone and kept a
+//       connection without writing Keep-Alive (clients without the token),
+//       it writes the two fields into the block. Where the policy decided,
+//       it puts r->server back and checks that core did what the policy
+//       said; on a response core closed after all, it takes the module's
 //       Keep-Alive back out of the block, so a response that closes never
 //       carries one.
 //
 // The idle wait. Prefork and worker wait for the next request with a socket
-// timeout, which the pre_read_request hook sets, per connection, to what the
+// timeout, which the create_request hook sets, per connection, to what the
 // previous response decided. Event waits in per-vhost queues fixed at start-up
 // (server_rec's keep_alive_timeout); the policy never advertises more than
 // that queue enforces. How that wait ended (the client closed, or the
@@ -41,6 +54,8 @@
 // and the tables only what can change the verdict, and keeps the per-response
 // state inside the connection's (bench/cost measures it with callgrind).
 
+#include <cstring>
+
 #include "httpd.h"
 #include "http_config.h"
 #include "http_connection.h"
@@ -49,6 +64,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_mpm.h"
+#include "mod_core.h"
 #include "apr_strings.h"
 
 #include "apache_config.h"
@@ -68,12 +84,12 @@ namespace {
 
 namespace cfg = keepalive::apache;
 
-constexpr const char kPrepareFilter[] = "KEEPALIVE_PREPARE";
+constexpr const char kHeaderFilter[] = "HTTP_HEADER";
 constexpr const char kObserveFilter[] = "KEEPALIVE_OBSERVE";
 constexpr const char kStripFilter[] = "KEEPALIVE_STRIP";
 constexpr const char kNote[] = "keepalive";
 
-ap_filter_rec_t* prepare_filter_handle;
+ap_filter_rec_t* header_filter_handle;
 ap_filter_rec_t* observe_filter_handle;
 ap_filter_rec_t* strip_filter_handle;
 
@@ -86,18 +102,29 @@ bool mpm_waits_in_worker = true;
 // first response).
 enum class IdleEnd { NotWaiting, Waiting, TimedOut, ClientGone };
 
-// Per response, shared by the two filters. HTTP/1.x serves one request at a
-// time, so it lives in the connection's state and is reset for each main
-// request; internal redirects and ErrorDocument share their main request's.
+// The response's Connection fields, as handlers and filters set them.
+struct ResponseConnection {
+    const char* headers_out = nullptr;
+    const char* err_headers_out = nullptr;
+};
+
+// Per response, shared by header_filter and OBSERVE. HTTP/1.x serves one
+// request at a time, so it lives in the connection's state and is reset for
+// each main request; internal redirects and ErrorDocument share their main
+// request's.
 struct ResponseState {
-    request_rec* request = nullptr;  // the request PREPARE decided for
+    request_rec* request = nullptr;  // the request header_filter saw
     keepalive::ConnectionLimits limits;
     keepalive::Settings settings;
     keepalive::ResponseFacts facts;
     keepalive::Decision decision;
-    bool prepared = false;
+    bool prepared = false;     // the policy decided before core
+    bool core_alone = false;   // core decided alone; OBSERVE reports it
     bool observed = false;
-    bool added_header = false;  // PREPARE put Keep-Alive into headers_out itself
+    bool added_header = false;  // the module put Keep-Alive into headers_out itself
+
+    // Where core decides alone: c->keepalive was AP_CONN_CLOSE before it did.
+    bool marked_close_before = false;
 
     // What PREPARE changed and OBSERVE puts back.
     request_rec* changed_request = nullptr;
@@ -114,15 +141,18 @@ struct ResponseState {
     void forget_request() {
         request = nullptr;
         changed_request = nullptr;
-        prepared = false;
+        prepared = core_alone = false;
     }
 };
 
 // Per connection, created once from the connection pool.
 struct ConnectionState {
     conn_rec* connection = nullptr;
+    ap_filter_t* observe_filter = nullptr;  // this connection's OBSERVE
     apr_time_t accepted = 0;
-    apr_interval_time_t next_idle_timeout = -1;  // decided by the last kept response
+    // The idle timeout the last kept response decided, when it is not the one
+    // core's own loop sets (r->server's, or the base server's); else -1.
+    apr_interval_time_t next_idle_timeout = -1;
     std::uint64_t requests = 0;                  // responses the module decided on
     bool last_kept = false;
     keepalive::CloseReason last_reason = keepalive::CloseReason::None;
@@ -173,12 +203,6 @@ bool body_is_delimited(const request_rec* r) {
 }
 
 bool is_http10(const keepalive::ResponseFacts& f) { return f.http_major == 1 && f.http_minor == 0; }
-
-// The response's Connection fields, as handlers and filters set them.
-struct ResponseConnection {
-    const char* headers_out;
-    const char* err_headers_out;
-};
 
 keepalive::ResponseFacts gather_facts(const request_rec* r, const ResponseConnection& response_connection,
                                       bool disabled_by_condition) {
@@ -351,19 +375,6 @@ bool carries_error_or_eoc(apr_bucket_brigade* bb) {
     return false;
 }
 
-apr_status_t prepare_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
-    auto* st = static_cast<ResponseState*>(f->ctx);
-    if (st->observed) {
-        ap_remove_output_filter(f);
-    } else if (!APR_BRIGADE_EMPTY(bb) && !carries_error_or_eoc(bb)) {
-        // An error bucket makes HTTP_HEADER discard this response and send an
-        // error document through this filter again: decide for that one.
-        st->request = f->r;
-        prepare(st, f->r);
-    }
-    return ap_pass_brigade(f->next, bb);
-}
-
 // Takes the Keep-Alive field (and, with connection_too, the keep-alive
 // element of Connection) back out of the header block core serialized:
 // "KeepAliveHeader Never" on a response whose client sent the token, or a
@@ -402,7 +413,9 @@ void record(request_rec* r, const keepalive::Decision& d, bool kept) {
     }
     // mod_log_config reads notes from the request it logs: the first one by
     // default, the last with %>{...}n; internal redirects have their own.
-    for (request_rec* each = r; each; each = each->prev) apr_table_setn(each->notes, kNote, *note);
+    // Once per request: a second response to one (an error document) comes
+    // only when no header block passed for the first, which was not recorded.
+    for (request_rec* each = r; each; each = each->prev) apr_table_addn(each->notes, kNote, *note);
 
     const int slot = cfg::metrics_slot(r->server);
     cfg::count_response(slot, kept);
@@ -411,12 +424,13 @@ void record(request_rec* r, const keepalive::Decision& d, bool kept) {
         cs->last_kept = kept;
         cs->last_reason = d.reason;
         cs->metrics_slot = slot;
-        cs->next_idle_timeout = d.idle_timeout_us;
+        const server_rec* timeout_source = r->server->keep_alive_timeout_set ? r->server : r->connection->base_server;
+        cs->next_idle_timeout = d.idle_timeout_us != timeout_source->keep_alive_timeout ? d.idle_timeout_us : -1;
         cs->idle_end = IdleEnd::Waiting;
     }
 }
 
-void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
+__attribute__((noinline)) void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
     conn_rec* c = r->connection;
     const bool core_kept = c->keepalive == AP_CONN_KEEPALIVE;
     undo_preparation(st);
@@ -449,6 +463,201 @@ void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block
     }
 }
 
+// Where core decided alone and kept the connection: the decision it carried
+// out, in the policy's terms.
+keepalive::Decision core_keep_decision(const request_rec* r) {
+    const server_rec* s = r->server;
+    keepalive::Decision d;
+    d.verdict = keepalive::Verdict::Keep;
+    d.send_header = true;
+    d.idle_timeout_us = d.advertised_timeout_us = s->keep_alive_timeout;
+    d.advertised_timeout_s = static_cast<int>(apr_time_sec(s->keep_alive_timeout));
+    // ap_set_keepalive() counted this response already.
+    d.max_remaining = s->keep_alive_max ? s->keep_alive_max - (r->connection->keepalives - 1) : -1;
+    return d;
+}
+
+// The keep-alive responses before this one, from c->keepalives after core
+// decided: it counts a kept response, and also the response that closes
+// because the budget is used up (then keepalives was MaxKeepAliveRequests).
+int keepalives_before(const request_rec* r, bool kept, bool marked_close_before) {
+    const int count = r->connection->keepalives;
+    const int max = r->server->keep_alive_max;
+    if (kept) return count - 1;
+    return !marked_close_before && max > 0 && count == max + 1 ? max : count;
+}
+
+// Whether the response headers have a Keep-Alive field: core's, after it
+// kept the connection of a client that sent the token. apr_table_get() would
+// say the same at several times the cost (its strcasecmp()); the field is
+// one of the last core added.
+// "Keep-Alive" in any case. Letters compare by their lower-case bit; the
+// first byte that differs, a NUL included, ends the comparison.
+bool is_keep_alive_name(const char* n) {
+    return (n[0] | 0x20) == 'k' && (n[1] | 0x20) == 'e' && (n[2] | 0x20) == 'e' && (n[3] | 0x20) == 'p' &&
+           n[4] == '-' && (n[5] | 0x20) == 'a' && (n[6] | 0x20) == 'l' && (n[7] | 0x20) == 'i' &&
+           (n[8] | 0x20) == 'v' && (n[9] | 0x20) == 'e' && n[10] == '\0';
+}
+
+bool has_keep_alive_field(const apr_table_t* headers) {
+    const apr_array_header_t* fields = apr_table_elts(headers);
+    const auto* entries = reinterpret_cast<const apr_table_entry_t*>(fields->elts);
+    for (int i = fields->nelts - 1; i >= 0; --i) {
+        const char* key = entries[i].key;
+        if (key && is_keep_alive_name(key)) return true;
+    }
+    return false;
+}
+
+// Writes "Keep-Alive: ..." and "Connection: Keep-Alive" into a serialized
+// header block, before its final CRLF. The block is HTTP_HEADER's own
+// brigade (core_decides_alone() made sure): its data, then at most an EOS.
+bool insert_keep_alive_fields(conn_rec* c, apr_bucket_brigade* block, const keepalive::Decision& d) {
+    apr_bucket* last = nullptr;
+    for (apr_bucket* b = APR_BRIGADE_FIRST(block); b != APR_BRIGADE_SENTINEL(block) && !APR_BUCKET_IS_METADATA(b);
+         b = APR_BUCKET_NEXT(b)) {
+        last = b;
+    }
+    const char* data = nullptr;
+    apr_size_t length = 0;
+    if (!last || apr_bucket_read(last, &data, &length, APR_BLOCK_READ) != APR_SUCCESS || length < 2 ||
+        std::memcmp(data + length - 2, "\r\n", 2) != 0) {
+        return false;
+    }
+    char fields[keepalive::kKeepAliveFieldsSize];
+    const std::size_t size = keepalive::format_keep_alive_fields(d, fields);
+    if (APR_BUCKET_IS_HEAP(last)) {
+        // Core wrote the block into one heap bucket with room to spare: grow
+        // it in place, as apr_brigade_write() itself grows a brigade's last
+        // heap bucket, rather than split it around a new one.
+        auto* heap = static_cast<apr_bucket_heap*>(last->data);
+        char* end = heap->base + last->start + length;
+        if (heap->refcount.refcount == 1 && end == data + length &&
+            static_cast<apr_size_t>(heap->base + heap->alloc_len - end) >= size) {
+            std::memcpy(end - 2, fields, size);
+            std::memcpy(end - 2 + size, "\r\n", 2);
+            last->length += size;
+            return true;
+        }
+    }
+    apr_bucket* inserted = apr_bucket_heap_create(fields, size, nullptr, c->bucket_alloc);
+    if (length > 2) {
+        apr_bucket_split(last, length - 2);
+        APR_BUCKET_INSERT_AFTER(last, inserted);
+    } else {
+        APR_BUCKET_INSERT_BEFORE(last, inserted);
+    }
+    return true;
+}
+
+// Core decided alone (core_decides_alone()). A kept response, the common
+// case, is recorded as core printed it, and gets the Keep-Alive field core
+// writes only for clients that sent the token. Anything else is judged by
+// the policy from what core decided from, so that the log says why it
+// closed, and a disagreement is reported as where the policy decided first.
+__attribute__((noinline)) void observe_core(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
+    conn_rec* c = r->connection;
+    const bool core_kept = c->keepalive == AP_CONN_KEEPALIVE;
+    // Under downgrade-1.0 or force-no-vary core answered as HTTP/1.0.
+    if (core_kept && r->proto_num == HTTP_VERSION(1, 1)) {
+        const keepalive::Decision d = core_keep_decision(r);
+        if (!has_keep_alive_field(r->headers_out) && !insert_keep_alive_fields(c, header_block, d)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "mod_keepalive: the header block does not end as HTTP_HEADER writes it; "
+                          "Keep-Alive not added");
+        }
+        record(r, d, true);
+        return;
+    }
+    bool disabled_by_condition = false;
+    st->limits = enforced_limits(r);
+    st->settings = cfg::settings_for(r, &disabled_by_condition);
+    st->facts = gather_facts(r, {}, disabled_by_condition);
+    st->facts.connection_marked_close = st->marked_close_before;
+    st->facts.responses_kept_before = keepalives_before(r, core_kept, st->marked_close_before);
+    st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    // The response's Connection now carries the "close" core adds to every
+    // response it closes: it is the reason only when no other is (a handler
+    // that says close on the response that uses up the budget is counted as
+    // budget-reached).
+    const char* connection = apr_table_get(r->headers_out, "Connection");
+    if (st->decision.keep() && connection) {
+        st->facts.response_connection = connection;
+        st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    }
+    if (st->decision.keep() && server_stopping()) {
+        st->facts.server_stopping = true;
+        st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    }
+    st->prepared = true;
+    observe(st, r, header_block);
+    if (!core_kept && connection && keepalive::list_has_token(connection, "keep-alive")) {
+        strip_keep_alive_from_block(r, header_block, true);  // a handler's "Connection: keep-alive"
+    }
+}
+
+// Whether core, left alone, decides what the policy would, prints what the
+// MPM enforces, and OBSERVE gets the header block whole: then the module
+// need not decide before core, only report after it (observe_core()).
+//  - HTTP/1.1: for it the policy's rules are core's, token matching
+//    included (ka_policy.cpp); HTTP/1.0 has the module's own rules
+//    (KeepAliveHTTP10, forward proxies).
+//  - None of the module's directives applies (cfg::policy_is_cores);
+//    KeepAliveIdleTimeout and KeepAliveMaxRequests at server level are
+//    core's own values and do not count.
+//  - The timeout core prints, r->server's, is the one enforced: a name-based
+//    vhost without its own KeepAliveTimeout is held to the base server's.
+//  - Nothing but HTTP_OUTERROR (which passes data through) lies between
+//    HTTP_HEADER and OBSERVE, so OBSERVE can write into the block
+//    (mod_ratelimit, for one, cuts it into pieces).
+bool core_decides_alone(const ConnectionState* cs, const ap_filter_t* f) {
+    const request_rec* r = f->r;
+    const server_rec* s = r->server;
+    if (r->proto_num != HTTP_VERSION(1, 1)) return false;
+    if (!s->keep_alive_timeout_set && s->keep_alive_timeout != r->connection->base_server->keep_alive_timeout) {
+        return false;
+    }
+    const ap_filter_t* next = f->next;
+    if (next && next->frec == ap_http_outerror_filter_handle) next = next->next;
+    return next == cs->observe_filter && cfg::policy_is_cores(r);
+}
+
+// Just before core decides, for each response (an error document after an
+// error bucket is a second one).
+__attribute__((noinline)) void before_core(ConnectionState* cs, ap_filter_t* f, apr_bucket_brigade* bb) {
+    request_rec* r = f->r;
+    ResponseState* st = &cs->response;
+    st->request = r;
+    // A request the policy decided for once stays with the policy: its
+    // error document must not reopen what the policy closed. Where core
+    // decides alone an error bucket needs no care: the error document that
+    // replaces this response comes through here again, and is seen afresh.
+    if (!st->prepared && core_decides_alone(cs, f)) {
+        st->core_alone = true;
+        st->marked_close_before = r->connection->keepalive == AP_CONN_CLOSE;
+        // A Keep-Alive value a handler set goes now: core replaces it only
+        // for clients that sent the token, and only on a kept response. A
+        // "keep-alive" in the response's Connection matters only on a
+        // response that closes, and OBSERVE takes it out there.
+        apr_table_unset(r->headers_out, "Keep-Alive");
+        if (!apr_is_empty_table(r->err_headers_out)) apr_table_unset(r->err_headers_out, "Keep-Alive");
+        return;
+    }
+    st->core_alone = false;
+    // An error bucket makes core discard this response and send an error
+    // document through this filter again: decide for that one.
+    if (!carries_error_or_eoc(bb)) prepare(st, r);
+}
+
+// Registered as HTTP_HEADER (see the top of this file): runs in core's
+// filter's place, before it, on every brigade that reaches it.
+apr_status_t header_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
+    if (ConnectionState* cs = connection_state(f->r->connection)) {
+        if (!cs->response.observed && !APR_BRIGADE_EMPTY(bb)) before_core(cs, f, bb);
+    }
+    return ap_http_header_filter(f, bb);
+}
+
 // KEEPALIVE_STRIP, added by PREPARE for "KeepAliveHeader Never" on a kept
 // response to a client that sent the token (core then prints Keep-Alive).
 // A protocol filter right after HTTP_HEADER, which passes it the whole
@@ -465,12 +674,16 @@ apr_status_t strip_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
 // HTTP_HEADER passes it the header block it serialized before anything else.
 apr_status_t observe_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
     auto* st = &static_cast<ConnectionState*>(f->ctx)->response;
-    if (st->prepared && !st->observed && !APR_BRIGADE_EMPTY(bb)) {
+    if (!st->observed && (st->prepared || st->core_alone) && !APR_BRIGADE_EMPTY(bb)) {
         const apr_bucket* first = APR_BRIGADE_FIRST(bb);
         if (!APR_BUCKET_IS_METADATA(first)) {
-            // Data after PREPARE has run: the header block, so core has decided.
+            // Data after header_filter has run: the header block, so core has decided.
             st->observed = true;
-            observe(st, st->request, bb);
+            if (st->core_alone) {
+                observe_core(st, st->request, bb);
+            } else {
+                observe(st, st->request, bb);
+            }
         } else if (AP_BUCKET_IS_EOR(first)) {
             // The request ends (its pool goes with this bucket) without a
             // header block having passed: nothing to observe.
@@ -505,9 +718,8 @@ bool is_first_main_request(const request_rec* r) {
     return !r->main && !r->prev && !r->connection->master;
 }
 
-// Runs before http_core's create_request, so the filter lands ahead of
-// BYTERANGE, CONTENT_LENGTH and HTTP_HEADER (same-type filters are appended).
-int add_prepare_filter(request_rec* r) {
+// A new request on the connection: the per-response state starts afresh.
+int begin_request(request_rec* r) {
     ConnectionState* cs = connection_state(r->connection);
     if (!cs) return DECLINED;  // HTTP/2 streams, mod_proxy's backend connections
     ResponseState* st = &cs->response;
@@ -522,7 +734,6 @@ int add_prepare_filter(request_rec* r) {
     }
     if (!is_first_main_request(r)) return DECLINED;
     st->reset();
-    ap_add_output_filter_handle(prepare_filter_handle, st, r, r->connection);
     apr_pool_cleanup_register(r->pool, r, end_of_request, apr_pool_cleanup_null);
     // Core is about to read this request. After a kept response that read
     // is the idle wait: under prefork and worker a blocking read with the
@@ -558,7 +769,7 @@ int track_connection(conn_rec* c, void*) {
     cs->connection = c;
     cs->accepted = apr_time_now();
     ap_set_module_config(c->conn_config, &keepalive_module, cs);
-    ap_add_output_filter_handle(observe_filter_handle, cs, nullptr, c);
+    cs->observe_filter = ap_add_output_filter_handle(observe_filter_handle, cs, nullptr, c);
     apr_pool_cleanup_register(c->pool, cs, count_connection_end, apr_pool_cleanup_null);
     return DECLINED;
 }
@@ -568,6 +779,13 @@ int track_connection(conn_rec* c, void*) {
 int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s) {
     int async = 0;
     mpm_waits_in_worker = !(ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) == APR_SUCCESS && async);
+    if (ap_http_header_filter_handle != header_filter_handle ||
+        header_filter_handle->filter_func.out_func != header_filter) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     "mod_keepalive: another module has taken over the HTTP_HEADER filter; "
+                     "mod_keepalive cannot act on responses alongside it");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     ap_add_version_component(pconf, "mod_keepalive/" MOD_KEEPALIVE_VERSION);
     return cfg::metrics_post_config(pconf, ptemp, s);
 }
@@ -577,10 +795,14 @@ void register_hooks(apr_pool_t*) {
     ap_hook_post_config(post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_child_init(cfg::load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(track_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
-    ap_hook_create_request(add_prepare_filter, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_create_request(begin_request, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_handler(cfg::metrics_handler, nullptr, nullptr, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, cfg::metrics_status_section, nullptr, nullptr, APR_HOOK_MIDDLE);
-    prepare_filter_handle = ap_register_output_filter(kPrepareFilter, prepare_filter, nullptr, AP_FTYPE_PROTOCOL);
+    // Replaces the function http_core registered under this name, in the
+    // record http_core's ap_http_header_filter_handle points to, so every
+    // request's HTTP_HEADER runs header_filter (which calls core's). Modules
+    // register in load order, http_core (built in) first.
+    header_filter_handle = ap_register_output_filter(kHeaderFilter, header_filter, nullptr, AP_FTYPE_PROTOCOL);
     strip_filter_handle = ap_register_output_filter(kStripFilter, strip_filter, nullptr, AP_FTYPE_PROTOCOL);
     // The lowest connection type: ahead of every other connection filter
     // (TLS among them), right after the requests' protocol filters.

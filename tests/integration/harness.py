@@ -205,6 +205,17 @@ function handle(r)
 end
 """
 STREAM_FILES = {"scripts/stream.lua": STREAM_LUA}
+# mod_ratelimit passes the header block on in pieces of 204 bytes after
+# HTTP_HEADER wrote it; X-Pad (the query string) moves the Keep-Alive line
+# across the pieces' boundaries.
+RATE_LIMITED_CONFIG = """\
+<Location /rate-limited>
+    SetOutputFilter RATE_LIMIT
+    SetEnv rate-limit 1
+    Header set X-Pad "expr=%{QUERY_STRING}"
+</Location>
+"""
+
 STREAM_CONFIG = 'LuaMapHandler "^/stream$" "@DIR@/scripts/stream.lua" handle\n'
 
 # /hdr/ has a forged Keep-Alive header set by mod_headers on every response.

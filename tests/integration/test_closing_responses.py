@@ -1,6 +1,9 @@
 """A response that closes the connection never carries a Keep-Alive header,
 and nobody but the module gets to put one on a response."""
 
+import re
+import time
+
 import pytest
 
 from harness import (FORGED_CONFIG, FORGED_VALUE, assert_closed_soon,
@@ -21,6 +24,8 @@ EXTRA = FORGED_CONFIG + """\
     Header always set Connection "close"
 </Location>
 SetEnvIf Request_URI "^/down/" downgrade-1.0
+LogFormat "%r|%{keepalive}n" kanote
+CustomLog "@DIR@/logs/note.log" kanote
 """
 FILES = {"htdocs/%s/index.html" % d: b"hello\n"
          for d in ("conn", "nokeep", "down", "handler-close")}
@@ -225,3 +230,57 @@ def test_forged_connection_keepalive_on_persistent_response(server):
         resp = c.request(req)
         assert resp.status == 200, resp.describe(req)
         assert_keepalive(resp, 5, 3, req)
+
+
+# -- the access log says why, where core decided alone -------------------------
+def test_access_log_note_names_the_reason_core_closed_for(server):
+    # No directive of the module applies here: core decides every response,
+    # and the module reports it. "Connection: close" from the handler on the
+    # response that also uses up the budget counts as the budget.
+    port = server.port
+    kept = build_request(path="/?id=k")
+
+    def on_one_connection(*reqs):
+        with RawConnection("127.0.0.1", port) as c:
+            for req in reqs:
+                c.request(req)
+            assert_closed_soon(c, reqs[-1], None)
+
+    on_one_connection(kept, kept, kept, build_request(path="/?id=budget"))
+    on_one_connection(build_request(path="/?id=client",
+                                    headers=[("Connection", "close")]))
+    on_one_connection(build_request(path="/handler-close/?id=resp"))
+    on_one_connection(kept, kept, kept,
+                      build_request(path="/handler-close/?id=both"))
+    on_one_connection(build_request(path="/nokeep/?id=env"))
+    on_one_connection(build_request(path="/down/?id=down"))
+    on_one_connection(build_request(path="/?id=http10", version="HTTP/1.0"))
+    on_one_connection(build_request(path="/?id=err",
+                                    headers=[("Content-Length", "x")]))
+    want = {
+        "k": "keep timeout=5 max=3",
+        "budget": "close budget-reached",
+        "client": "close client-close",
+        "resp": "close response-close",
+        "both": "close budget-reached",
+        "env": "close disabled-by-env",
+        "down": "close http10-no-optin",
+        "http10": "close http10-no-optin",
+        "err": "close error-status",
+    }
+    log = server.dir / "logs" / "note.log"
+    deadline = time.monotonic() + 10
+    while True:
+        text = log.read_text() if log.exists() else ""
+        got = {}
+        for line in text.splitlines():
+            req, note = line.split("|")
+            m = re.search(r"\?id=(\w+) ", req)
+            if m:
+                got.setdefault(m.group(1), note)
+        if set(got) >= set(want) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    wrong = {i: got.get(i) for i, note in want.items() if got.get(i) != note}
+    assert not wrong, "notes differ: %r\nwanted %r\n--- %s ---\n%s" % (
+        wrong, want, log, text)

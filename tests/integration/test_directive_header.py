@@ -6,7 +6,7 @@ header changes."""
 
 import pytest
 
-from harness import (assert_closed_soon, assert_closing_without_keepalive,
+from harness import (RATE_LIMITED_CONFIG, assert_closed_soon, assert_closing_without_keepalive,
                      assert_keepalive, assert_persistent_without_keepalive,
                      assert_still_open, serve)
 from httpd import HttpdServer
@@ -47,15 +47,7 @@ KeepAliveHeader OnRequest
     <Location /loc-always>
         KeepAliveHeader Always
     </Location>
-    # mod_ratelimit passes the header block on in pieces of 204 bytes
-    # (X-Pad moves the Keep-Alive line across the pieces' boundaries)
-    <Location /rate-limited>
-        SetOutputFilter RATE_LIMIT
-        SetEnv rate-limit 1
-        Header set X-Pad "expr=%{QUERY_STRING}"
-    </Location>
-</VirtualHost>
-"""
+""" + RATE_LIMITED_CONFIG + "</VirtualHost>\n"
 
 FILES = {"htdocs/%s/index.html" % d: b"hello\n"
          for d in ("dir-never", "loc-never", "loc-onrequest", "loc-always",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness import (STREAM_CONFIG, STREAM_FILES, assert_closed_soon,
+from harness import (RATE_LIMITED_CONFIG, STREAM_CONFIG, STREAM_FILES, assert_closed_soon,
                      assert_closing_without_keepalive, assert_keepalive, serve)
 from httpd import HttpdServer
 from rawhttp import RawConnection, build_request
@@ -14,8 +14,9 @@ KA = [("Connection", "keep-alive")]
 def server(mpm, module_path):
     yield from serve(HttpdServer(
         mpm, module_path, keepalive=("On", "5", "100"),
-        extra_modules=["lua"], files=STREAM_FILES,
-        extra_config=STREAM_CONFIG + ERROR_DOCUMENTS, name="header"))
+        extra_modules=["lua", "ratelimit", "env"],
+        files=dict(STREAM_FILES, **PADDED_FILES),
+        extra_config=STREAM_CONFIG + ERROR_DOCUMENTS + PADDED, name="header"))
 
 
 # /errdoc-missing answers 404 through an internal redirect to /small.txt
@@ -24,6 +25,18 @@ ERROR_DOCUMENTS = """\
     ErrorDocument 404 /small.txt
 </Location>
 """
+
+# No directive of the module here: core decides, and the module writes the
+# two fields into the header block core serialized. X-Pad sizes the block:
+# small, near the 8000-byte buffer core writes it into (the fields fit in
+# what is left, or not), and beyond it (more than one buffer).
+PADDED = """\
+<Location /pad>
+    Header set X-Pad "expr=%{QUERY_STRING}"
+</Location>
+""" + RATE_LIMITED_CONFIG
+PADDED_FILES = {"htdocs/pad/index.html": b"hello\n",
+                "htdocs/rate-limited/index.html": b"hello\n"}
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +219,36 @@ def test_subsecond_timeout_is_advertised_rounded_down(subsecond_server):
         resp = c.request(req)
         assert resp.status == 200, resp.describe(req)
         assert_keepalive(resp, 1, 100, req)
+
+
+PAD_SIZES = [0, 1, 7500] + list(range(7640, 7800, 13)) + [7950, 7990]
+
+
+@pytest.mark.parametrize("token", [False, True], ids=["plain", "token"])
+def test_header_block_of_any_size_carries_the_fields_once(server, token):
+    # The response's own fields and body come through whole, with one
+    # Keep-Alive and one Connection field, max counting down.
+    with RawConnection("127.0.0.1", server.port) as c:
+        for i, pad in enumerate(PAD_SIZES):
+            req = build_request(path="/pad/?" + "p" * pad,
+                                headers=KA if token else [])
+            resp = c.request(req)
+            assert resp.status == 200, resp.describe(req)
+            assert resp.get("X-Pad") == "p" * pad, resp.describe(req)
+            assert resp.body == b"hello\n", resp.describe(req)
+            assert_keepalive(resp, 5, 100 - i, req)
+            assert len(resp.get_all("Connection")) == 1, resp.describe(req)
+
+
+@pytest.mark.parametrize("pad", [0, 17, 150, 190])
+def test_rate_limited_response_carries_the_fields(server, pad):
+    # A filter between HTTP_HEADER and the connection cuts the header block
+    # into pieces: the module then puts the fields in before core writes it.
+    req = build_request(path="/rate-limited/?" + "p" * pad)
+    with RawConnection("127.0.0.1", server.port) as c:
+        for i in range(2):
+            resp = c.request(req)
+            assert resp.status == 200, resp.describe(req)
+            assert resp.get("X-Pad") == "p" * pad, resp.describe(req)
+            assert resp.body == b"hello\n", resp.describe(req)
+            assert_keepalive(resp, 5, 100 - i, req)

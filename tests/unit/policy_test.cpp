@@ -314,6 +314,34 @@ TEST(Policy, OutcomeNoteFitsItsBufferWhateverTheValues) {
     EXPECT_EQ(note(d, false), "close disabled-by-condition");
 }
 
+std::string fields(const Decision& d) {
+    char buffer[keepalive::kKeepAliveFieldsSize];
+    return std::string(buffer, keepalive::format_keep_alive_fields(d, buffer));
+}
+
+TEST(Policy, KeepAliveFieldsAreTheTwoLinesCoreWrites) {
+    ResponseFacts f = http11();
+    f.responses_kept_before = 1;
+    EXPECT_EQ(fields(decide(limits(), f)), "Keep-Alive: timeout=5, max=99\r\nConnection: Keep-Alive\r\n");
+    EXPECT_EQ(fields(decide(limits(5000000, 0), f)), "Keep-Alive: timeout=5\r\nConnection: Keep-Alive\r\n");
+    f.responses_kept_before = 90;  // one digit, then two, then three
+    EXPECT_EQ(fields(decide(limits(), f)), "Keep-Alive: timeout=5, max=10\r\nConnection: Keep-Alive\r\n");
+    f.responses_kept_before = 91;
+    EXPECT_EQ(fields(decide(limits(), f)), "Keep-Alive: timeout=5, max=9\r\nConnection: Keep-Alive\r\n");
+    EXPECT_EQ(fields(decide(limits(120000000, 1000), f)),
+              "Keep-Alive: timeout=120, max=909\r\nConnection: Keep-Alive\r\n");
+    f.responses_kept_before = 100;
+    EXPECT_EQ(fields(decide(limits(), f)), "");  // closes: nothing to write
+}
+
+TEST(Policy, KeepAliveFieldsFitTheirBufferWhateverTheValues) {
+    Decision d;
+    d.verdict = Verdict::Keep;
+    d.advertised_timeout_s = 2147483647;
+    d.max_remaining = 2147483647;
+    EXPECT_EQ(fields(d), "Keep-Alive: timeout=2147483647, max=2147483647\r\nConnection: Keep-Alive\r\n");
+}
+
 // ---- mod_keepalive's own directives ---------------------------------------
 
 TEST(Settings, HeaderModeAlwaysSendsOnEveryKeptResponse) {
