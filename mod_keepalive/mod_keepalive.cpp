@@ -398,19 +398,22 @@ void strip_keep_alive_from_block(request_rec* r, apr_bucket_brigade* bb, bool co
 
 // What the decision was, for the access log (%{keepalive}n), the trace log,
 // the counters and the connection's end.
+__attribute__((noinline)) void trace_outcome(const request_rec* r, const keepalive::Decision& d, bool kept,
+                                             const char* note) {
+    if (kept) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s (idle %" APR_TIME_T_FMT " ms%s)", note,
+                      apr_time_as_msec(d.idle_timeout_us), d.send_header ? "" : ", no header");
+    } else {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s", note);
+    }
+}
+
 void record(request_rec* r, const keepalive::Decision& d, bool kept) {
     auto* note = static_cast<char(*)[keepalive::kOutcomeNoteSize]>(apr_palloc(r->pool, keepalive::kOutcomeNoteSize));
     keepalive::format_outcome_note(d, kept, *note);
     // In C++ httpd's log macros call the logger before checking the level:
     // check it here, so that a request not traced costs nothing.
-    if (APLOGrtrace1(r)) {
-        if (kept) {
-            ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s (idle %" APR_TIME_T_FMT " ms%s)", *note,
-                          apr_time_as_msec(d.idle_timeout_us), d.send_header ? "" : ", no header");
-        } else {
-            ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s", *note);
-        }
-    }
+    if (APLOGrtrace1(r)) trace_outcome(r, d, kept, *note);
     // mod_log_config reads notes from the request it logs: the first one by
     // default, the last with %>{...}n; internal redirects have their own.
     // Once per request: a second response to one (an error document) comes
@@ -550,25 +553,12 @@ bool insert_keep_alive_fields(conn_rec* c, apr_bucket_brigade* block, const keep
     return true;
 }
 
-// Core decided alone (core_decides_alone()). A kept response, the common
-// case, is recorded as core printed it, and gets the Keep-Alive field core
-// writes only for clients that sent the token. Anything else is judged by
-// the policy from what core decided from, so that the log says why it
-// closed, and a disagreement is reported as where the policy decided first.
-__attribute__((noinline)) void observe_core(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
-    conn_rec* c = r->connection;
-    const bool core_kept = c->keepalive == AP_CONN_KEEPALIVE;
-    // Under downgrade-1.0 or force-no-vary core answered as HTTP/1.0.
-    if (core_kept && r->proto_num == HTTP_VERSION(1, 1)) {
-        const keepalive::Decision d = core_keep_decision(r);
-        if (!has_keep_alive_field(r->headers_out) && !insert_keep_alive_fields(c, header_block, d)) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                          "mod_keepalive: the header block does not end as HTTP_HEADER writes it; "
-                          "Keep-Alive not added");
-        }
-        record(r, d, true);
-        return;
-    }
+// Where core decided alone, a response it closed, or kept as HTTP/1.0
+// (downgrade-1.0, force-no-vary): the policy judges it from what core
+// decided from, so that the log says why it closed, and a disagreement is
+// reported as where the policy decided first.
+__attribute__((noinline)) void judge_core_decision(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block,
+                                                   bool core_kept) {
     bool disabled_by_condition = false;
     st->limits = enforced_limits(r);
     st->settings = cfg::settings_for(r, &disabled_by_condition);
@@ -594,6 +584,26 @@ __attribute__((noinline)) void observe_core(ResponseState* st, request_rec* r, a
     if (!core_kept && connection && keepalive::list_has_token(connection, "keep-alive")) {
         strip_keep_alive_from_block(r, header_block, true);  // a handler's "Connection: keep-alive"
     }
+}
+
+// Core decided alone (core_decides_alone()). A kept response, the common
+// case, is recorded as core printed it, and gets the Keep-Alive field core
+// writes only for clients that sent the token.
+void observe_core(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
+    conn_rec* c = r->connection;
+    const bool core_kept = c->keepalive == AP_CONN_KEEPALIVE;
+    // Under downgrade-1.0 or force-no-vary core answered as HTTP/1.0.
+    if (core_kept && r->proto_num == HTTP_VERSION(1, 1)) {
+        const keepalive::Decision d = core_keep_decision(r);
+        if (!has_keep_alive_field(r->headers_out) && !insert_keep_alive_fields(c, header_block, d)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "mod_keepalive: the header block does not end as HTTP_HEADER writes it; "
+                          "Keep-Alive not added");
+        }
+        record(r, d, true);
+        return;
+    }
+    judge_core_decision(st, r, header_block, core_kept);
 }
 
 // Whether core, left alone, decides what the policy would, prints what the

@@ -5,7 +5,8 @@
 // decision; a close never carries a Keep-Alive value; a keep advertises no
 // more than the server enforces, in whole seconds rounded down, with a
 // request budget that is positive; a close token from the client always
-// closes.
+// closes; the Keep-Alive value, the two header fields and the log note say
+// what the decision holds, whatever values it holds.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdint>
@@ -19,6 +20,25 @@ namespace {
 
 void check(bool condition) {
     if (!condition) std::abort();
+}
+
+void check_formatters(const keepalive::Decision& d) {
+    char fields[keepalive::kKeepAliveFieldsSize];
+    const std::string written(fields, keepalive::format_keep_alive_fields(d, fields));
+    char note[keepalive::kOutcomeNoteSize];
+    const std::string noted(note, keepalive::format_outcome_note(d, d.keep(), note));
+    if (!d.keep()) {
+        check(written.empty() && d.keep_alive_header().empty());
+        check(noted == std::string("close ") + keepalive::reason_name(d.reason));
+        return;
+    }
+    std::string value = "timeout=" + std::to_string(d.advertised_timeout_s);
+    if (d.max_remaining >= 0) value += ", max=" + std::to_string(d.max_remaining);
+    check(d.keep_alive_header() == value);
+    check(written == "Keep-Alive: " + value + "\r\nConnection: Keep-Alive\r\n");
+    std::string expected_note = "keep timeout=" + std::to_string(d.advertised_timeout_s);
+    if (d.max_remaining >= 0) expected_note += " max=" + std::to_string(d.max_remaining);
+    check(noted == expected_note);
 }
 
 }  // namespace
@@ -70,6 +90,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     f.response_connection = response_connection;
 
     const keepalive::Decision d = keepalive::decide(limits, settings, f);
+    check_formatters(d);
+    // The formatters again with values no decision makes (negative ones too).
+    keepalive::Decision any = d;
+    any.verdict = keepalive::Verdict::Keep;
+    any.advertised_timeout_s = limits.max_requests;
+    any.max_remaining = f.responses_kept_before - f.status;
+    check_formatters(any);
     if (f.multiplexed || f.headerless) {
         check(d.verdict == keepalive::Verdict::NotApplicable && d.keep_alive_header().empty());
         return 0;
