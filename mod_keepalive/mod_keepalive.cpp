@@ -123,8 +123,9 @@ struct ResponseState {
     bool observed = false;
     bool added_header = false;  // the module put Keep-Alive into headers_out itself
 
-    // Where core decides alone: c->keepalive was AP_CONN_CLOSE before it did.
-    bool marked_close_before = false;
+    // Where core decides alone, as they were before it did.
+    bool marked_close_before = false;  // c->keepalive was AP_CONN_CLOSE
+    ResponseConnection response_connection;
 
     // What PREPARE changed and OBSERVE puts back.
     request_rec* changed_request = nullptr;
@@ -142,6 +143,7 @@ struct ResponseState {
         request = nullptr;
         changed_request = nullptr;
         prepared = core_alone = false;
+        response_connection = {};
     }
 };
 
@@ -189,6 +191,25 @@ bool server_stopping() {
 // requests' subprocess_env and err_headers_out are.
 const char* table_get(const apr_table_t* table, const char* key) {
     return apr_table_elts(table)->nelts ? apr_table_get(table, key) : nullptr;
+}
+
+// A field's value (the first, as apr_table_get() finds it), `lower_name` in
+// lower case. apr_table_get() costs several times more for a field that is
+// there (its strcasecmp()); on the request path this matters.
+const char* field_value(const apr_table_t* table, const char* lower_name) {
+    const apr_array_header_t* fields = apr_table_elts(table);
+    const auto* entries = reinterpret_cast<const apr_table_entry_t*>(fields->elts);
+    for (int i = 0; i < fields->nelts; ++i) {
+        const char* key = entries[i].key;
+        if (!key || (key[0] | 0x20) != lower_name[0]) continue;
+        std::size_t n = 1;
+        while (lower_name[n] && (key[n] == lower_name[n] || (key[n] >= 'A' && key[n] <= 'Z' &&
+                                                             key[n] + ('a' - 'A') == lower_name[n]))) {
+            ++n;
+        }
+        if (!lower_name[n] && !key[n]) return entries[i].val;
+    }
+    return nullptr;
 }
 
 const char* first_header(const request_rec* r, const char* name) {
@@ -264,6 +285,19 @@ void drop_foreign_keepalive_headers(request_rec* r, apr_table_t* headers, const 
     } else {
         apr_table_set(headers, "Connection", apr_pstrmemdup(r->pool, rest.data(), rest.size()));
     }
+}
+
+// A connection core kept: the decision it carried out, in the policy's terms.
+keepalive::Decision core_keep_decision(const request_rec* r) {
+    const server_rec* s = r->server;
+    keepalive::Decision d;
+    d.verdict = keepalive::Verdict::Keep;
+    d.send_header = true;
+    d.idle_timeout_us = d.advertised_timeout_us = s->keep_alive_timeout;
+    d.advertised_timeout_s = static_cast<int>(apr_time_sec(s->keep_alive_timeout));
+    // ap_set_keepalive() counted this response already.
+    d.max_remaining = s->keep_alive_max ? s->keep_alive_max - (r->connection->keepalives - 1) : -1;
+    return d;
 }
 
 void undo_preparation(ResponseState* st) {
@@ -451,7 +485,10 @@ __attribute__((noinline)) void observe(ResponseState* st, request_rec* r, apr_bu
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "mod_keepalive: policy decided %s (%s) but core %s the connection",
                       d.keep() ? "keep" : "close", keepalive::reason_name(d.reason), core_kept ? "kept" : "closed");
-        if (!core_kept) {
+        if (core_kept) {
+            // Record what core did, as the client was told it.
+            st->decision = core_keep_decision(r);
+        } else {
             // Count what happened: core closed for a reason the policy missed.
             st->decision.verdict = keepalive::Verdict::Close;
             st->decision.reason = keepalive::CloseReason::MarkedClose;
@@ -466,19 +503,6 @@ __attribute__((noinline)) void observe(ResponseState* st, request_rec* r, apr_bu
     }
 }
 
-// Where core decided alone and kept the connection: the decision it carried
-// out, in the policy's terms.
-keepalive::Decision core_keep_decision(const request_rec* r) {
-    const server_rec* s = r->server;
-    keepalive::Decision d;
-    d.verdict = keepalive::Verdict::Keep;
-    d.send_header = true;
-    d.idle_timeout_us = d.advertised_timeout_us = s->keep_alive_timeout;
-    d.advertised_timeout_s = static_cast<int>(apr_time_sec(s->keep_alive_timeout));
-    // ap_set_keepalive() counted this response already.
-    d.max_remaining = s->keep_alive_max ? s->keep_alive_max - (r->connection->keepalives - 1) : -1;
-    return d;
-}
 
 // The keep-alive responses before this one, from c->keepalives after core
 // decided: it counts a kept response, and also the response that closes
@@ -562,28 +586,16 @@ __attribute__((noinline)) void judge_core_decision(ResponseState* st, request_re
     bool disabled_by_condition = false;
     st->limits = enforced_limits(r);
     st->settings = cfg::settings_for(r, &disabled_by_condition);
-    st->facts = gather_facts(r, {}, disabled_by_condition);
+    st->facts = gather_facts(r, st->response_connection, disabled_by_condition);
     st->facts.connection_marked_close = st->marked_close_before;
     st->facts.responses_kept_before = keepalives_before(r, core_kept, st->marked_close_before);
     st->decision = keepalive::decide(st->limits, st->settings, st->facts);
-    // The response's Connection now carries the "close" core adds to every
-    // response it closes: it is the reason only when no other is (a handler
-    // that says close on the response that uses up the budget is counted as
-    // budget-reached).
-    const char* connection = apr_table_get(r->headers_out, "Connection");
-    if (st->decision.keep() && connection) {
-        st->facts.response_connection = connection;
-        st->decision = keepalive::decide(st->limits, st->settings, st->facts);
-    }
     if (st->decision.keep() && server_stopping()) {
         st->facts.server_stopping = true;
         st->decision = keepalive::decide(st->limits, st->settings, st->facts);
     }
     st->prepared = true;
     observe(st, r, header_block);
-    if (!core_kept && connection && keepalive::list_has_token(connection, "keep-alive")) {
-        strip_keep_alive_from_block(r, header_block, true);  // a handler's "Connection: keep-alive"
-    }
 }
 
 // Core decided alone (core_decides_alone()). A kept response, the common
@@ -609,9 +621,10 @@ void observe_core(ResponseState* st, request_rec* r, apr_bucket_brigade* header_
 // Whether core, left alone, decides what the policy would, prints what the
 // MPM enforces, and OBSERVE gets the header block whole: then the module
 // need not decide before core, only report after it (observe_core()).
-//  - HTTP/1.1: for it the policy's rules are core's, token matching
-//    included (ka_policy.cpp); HTTP/1.0 has the module's own rules
-//    (KeepAliveHTTP10, forward proxies).
+//  - HTTP/1.1, and not made HTTP/1.0 by downgrade-1.0 or force-no-vary: for
+//    it the policy's rules are core's, token matching included
+//    (ka_policy.cpp); HTTP/1.0 has the module's own rules (KeepAliveHTTP10,
+//    forward proxies).
 //  - None of the module's directives applies (cfg::policy_is_cores);
 //    KeepAliveIdleTimeout and KeepAliveMaxRequests at server level are
 //    core's own values and do not count.
@@ -624,6 +637,9 @@ bool core_decides_alone(const ConnectionState* cs, const ap_filter_t* f) {
     const request_rec* r = f->r;
     const server_rec* s = r->server;
     if (r->proto_num != HTTP_VERSION(1, 1)) return false;
+    // Core turns these into HTTP/1.0 responses, where the module's own rules
+    // (KeepAliveHTTP10) apply.
+    if (table_get(r->subprocess_env, "downgrade-1.0") || table_get(r->subprocess_env, "force-no-vary")) return false;
     if (!s->keep_alive_timeout_set && s->keep_alive_timeout != r->connection->base_server->keep_alive_timeout) {
         return false;
     }
@@ -644,13 +660,15 @@ __attribute__((noinline)) void before_core(ConnectionState* cs, ap_filter_t* f, 
     // replaces this response comes through here again, and is seen afresh.
     if (!st->prepared && core_decides_alone(cs, f)) {
         st->core_alone = true;
+        // What core decides from, for OBSERVE to say why it closed: after
+        // core, every closing response's Connection carries "close".
         st->marked_close_before = r->connection->keepalive == AP_CONN_CLOSE;
-        // A Keep-Alive value a handler set goes now: core replaces it only
-        // for clients that sent the token, and only on a kept response. A
-        // "keep-alive" in the response's Connection matters only on a
-        // response that closes, and OBSERVE takes it out there.
-        apr_table_unset(r->headers_out, "Keep-Alive");
-        if (!apr_is_empty_table(r->err_headers_out)) apr_table_unset(r->err_headers_out, "Keep-Alive");
+        st->response_connection = {field_value(r->headers_out, "connection"),
+                                   table_get(r->err_headers_out, "Connection")};
+        // Only the module's Keep-Alive may reach the client (core replaces a
+        // handler's only for clients that sent the token).
+        drop_foreign_keepalive_headers(r, r->headers_out, st->response_connection.headers_out);
+        drop_foreign_keepalive_headers(r, r->err_headers_out, st->response_connection.err_headers_out);
         return;
     }
     st->core_alone = false;
@@ -663,7 +681,9 @@ __attribute__((noinline)) void before_core(ConnectionState* cs, ap_filter_t* f, 
 // filter's place, before it, on every brigade that reaches it.
 apr_status_t header_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
     if (ConnectionState* cs = connection_state(f->r->connection)) {
-        if (!cs->response.observed && !APR_BRIGADE_EMPTY(bb)) before_core(cs, f, bb);
+        // Core writes the header block on an empty brigade too (mod_ext_filter
+        // passes one when its command has no output yet).
+        if (!cs->response.observed) before_core(cs, f, bb);
     }
     return ap_http_header_filter(f, bb);
 }
@@ -740,6 +760,10 @@ int begin_request(request_rec* r) {
             r->server = st->original_server;
         }
         undo_preparation(st);
+        // Its response is judged afresh when it reaches HTTP_HEADER; until
+        // then, data reaching OBSERVE (an interim 103 a proxied error
+        // document relays) is not the header block of the first response.
+        st->core_alone = false;
         return DECLINED;
     }
     if (!is_first_main_request(r)) return DECLINED;
@@ -784,24 +808,40 @@ int track_connection(conn_rec* c, void*) {
     return DECLINED;
 }
 
+// What held the name HTTP_HEADER when the module registered it: core's
+// ap_http_header_filter, unless a module loaded earlier had taken it over.
+ap_out_filter_func displaced_header_filter = nullptr;
+
+// Runs at start-up and for "apache2 -t": the module acts through
+// HTTP_HEADER, so it must be the one holding that name, in place of core's.
+int check_config(apr_pool_t* pconf, apr_pool_t* plog, apr_pool_t* ptemp, server_rec* s) {
+    const char* problem = nullptr;
+    if (displaced_header_filter && displaced_header_filter != ap_http_header_filter &&
+        displaced_header_filter != header_filter) {
+        problem = "a module loaded before mod_keepalive had already taken over the HTTP_HEADER filter";
+    } else if (ap_http_header_filter_handle != header_filter_handle ||
+               header_filter_handle->filter_func.out_func != header_filter) {
+        problem = "a module loaded after mod_keepalive has taken over the HTTP_HEADER filter";
+    }
+    if (problem) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, nullptr,
+                     "mod_keepalive: %s; mod_keepalive cannot act on responses alongside it", problem);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return cfg::check_config(pconf, plog, ptemp, s);
+}
+
 // Adds "mod_keepalive/VERSION" to the Server banner; httpd shows module
 // components only with "ServerTokens Full", so the admin decides.
 int post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t* ptemp, server_rec* s) {
     int async = 0;
     mpm_waits_in_worker = !(ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) == APR_SUCCESS && async);
-    if (ap_http_header_filter_handle != header_filter_handle ||
-        header_filter_handle->filter_func.out_func != header_filter) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                     "mod_keepalive: another module has taken over the HTTP_HEADER filter; "
-                     "mod_keepalive cannot act on responses alongside it");
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
     ap_add_version_component(pconf, "mod_keepalive/" MOD_KEEPALIVE_VERSION);
     return cfg::metrics_post_config(pconf, ptemp, s);
 }
 
 void register_hooks(apr_pool_t*) {
-    ap_hook_check_config(cfg::check_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_check_config(check_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_child_init(cfg::load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(track_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
@@ -812,6 +852,9 @@ void register_hooks(apr_pool_t*) {
     // record http_core's ap_http_header_filter_handle points to, so every
     // request's HTTP_HEADER runs header_filter (which calls core's). Modules
     // register in load order, http_core (built in) first.
+    if (const ap_filter_rec_t* existing = ap_get_output_filter_handle(kHeaderFilter)) {
+        displaced_header_filter = existing->filter_func.out_func;
+    }
     header_filter_handle = ap_register_output_filter(kHeaderFilter, header_filter, nullptr, AP_FTYPE_PROTOCOL);
     strip_filter_handle = ap_register_output_filter(kStripFilter, strip_filter, nullptr, AP_FTYPE_PROTOCOL);
     // The lowest connection type: ahead of every other connection filter

@@ -17,6 +17,9 @@ EXTRA = FORGED_CONFIG + """\
 <Location /conn>
     Header always set Connection "keep-alive"
 </Location>
+<Location /conn-set>
+    Header set Connection "keep-alive"
+</Location>
 <Location /nokeep>
     SetEnv nokeepalive 1
 </Location>
@@ -28,7 +31,7 @@ LogFormat "%r|%{keepalive}n" kanote
 CustomLog "@DIR@/logs/note.log" kanote
 """
 FILES = {"htdocs/%s/index.html" % d: b"hello\n"
-         for d in ("conn", "nokeep", "down", "handler-close")}
+         for d in ("conn", "conn-set", "nokeep", "down", "handler-close")}
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +238,8 @@ def test_forged_connection_keepalive_on_persistent_response(server):
 # -- the access log says why, where core decided alone -------------------------
 def test_access_log_note_names_the_reason_core_closed_for(server):
     # No directive of the module applies here: core decides every response,
-    # and the module reports it. "Connection: close" from the handler on the
-    # response that also uses up the budget counts as the budget.
+    # and the module reports it with the policy's reasons, in the policy's
+    # order ("Connection: close" from the handler comes before the budget).
     port = server.port
     kept = build_request(path="/?id=k")
 
@@ -262,7 +265,7 @@ def test_access_log_note_names_the_reason_core_closed_for(server):
         "budget": "close budget-reached",
         "client": "close client-close",
         "resp": "close response-close",
-        "both": "close budget-reached",
+        "both": "close response-close",
         "env": "close disabled-by-env",
         "down": "close http10-no-optin",
         "http10": "close http10-no-optin",
@@ -284,3 +287,17 @@ def test_access_log_note_names_the_reason_core_closed_for(server):
     wrong = {i: got.get(i) for i, note in want.items() if got.get(i) != note}
     assert not wrong, "notes differ: %r\nwanted %r\n--- %s ---\n%s" % (
         wrong, want, log, text)
+
+
+@pytest.mark.parametrize("path", ["/conn/", "/conn-set/"])
+@pytest.mark.parametrize("headers", [[], KA], ids=["plain", "token"])
+def test_handler_keepalive_token_is_not_repeated_on_a_kept_response(
+        server, path, headers):
+    # The handler's "Connection: keep-alive" goes; the module's remains,
+    # once.
+    req = build_request(path=path, headers=headers)
+    with RawConnection("127.0.0.1", server.port) as c:
+        resp = c.request(req)
+        assert resp.status == 200, resp.describe(req)
+        assert_keepalive(resp, 5, 3, req)
+        assert resp.get_all("Connection") == ["Keep-Alive"], resp.describe(req)

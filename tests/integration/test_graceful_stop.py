@@ -24,7 +24,10 @@ def server(mpm, module_path):
         mpm, module_path, keepalive=("On", "5", "100"),
         extra_modules=["lua"], files={"scripts/slow.lua": SLOW_LUA},
         extra_config='LuaMapHandler "^/slow$" "@DIR@/scripts/slow.lua" '
-                     'handle\n', name="graceful"))
+                     'handle\n'
+                     'LogFormat "%r|%{keepalive}n" kanote\n'
+                     'CustomLog "@DIR@/logs/note.log" kanote\n',
+        name="graceful"))
 
 
 @pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
@@ -57,3 +60,6 @@ def test_request_in_progress_at_graceful_stop_gets_close(server, version):
     while server.running() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not server.running(), "httpd did not exit after graceful-stop"
+    # The access log says why it closed.
+    notes = (server.dir / "logs" / "note.log").read_text()
+    assert "GET /slow %s|close server-stopping" % version in notes, notes

@@ -16,6 +16,26 @@ def server(mpm, module_path):
         name="http10"))
 
 
+# Only KeepAliveHTTP10 of the module's directives: core would decide HTTP/1.1
+# requests alone, but downgrade-1.0 and force-no-vary make core answer them
+# as HTTP/1.0, where the directive applies.
+HTTP10_OFF_CONFIG = """\
+KeepAliveHTTP10 Off
+SetEnvIf Request_URI "^/down/" downgrade-1.0
+SetEnvIf Request_URI "^/novary/" force-no-vary
+"""
+
+
+@pytest.fixture(scope="module")
+def http10_off_server(mpm, module_path):
+    yield from serve(HttpdServer(
+        mpm, module_path, keepalive=("On", "5", "100"),
+        extra_config=HTTP10_OFF_CONFIG, extra_modules=["setenvif"],
+        files={"htdocs/down/index.html": b"hello\n",
+               "htdocs/novary/index.html": b"hello\n"},
+        name="http10off"))
+
+
 def http10(path="/", connection=None, method="GET"):
     headers = [("Connection", connection)] if connection is not None else []
     return build_request(method=method, path=path, version="HTTP/1.0",
@@ -106,3 +126,25 @@ def test_http10_keepalive_and_close_tokens_together_close(server):
         resp = c.request(req)
         assert_closing_without_keepalive(resp, req)
         assert_closed_soon(c, req, resp)
+
+
+@pytest.mark.parametrize("path", ["/down/", "/novary/"])
+def test_http10_off_closes_http11_request_answered_as_http10(
+        http10_off_server, path):
+    # The client opted in, but the response is HTTP/1.0.
+    req = build_request(path=path, headers=[("Connection", "keep-alive")])
+    with RawConnection("127.0.0.1", http10_off_server.port) as c:
+        resp = c.request(req)
+        assert resp.status == 200 and resp.body == b"hello\n", (
+            resp.describe(req))
+        assert_closing_without_keepalive(resp, req)
+        assert_closed_soon(c, req, resp, within=1.0)
+
+
+def test_http10_off_keeps_http11_request(http10_off_server):
+    req = build_request(path="/", headers=[("Connection", "keep-alive")])
+    with RawConnection("127.0.0.1", http10_off_server.port) as c:
+        for left in (100, 99):
+            resp = c.request(req)
+            assert resp.status == 200, resp.describe(req)
+            assert_keepalive(resp, 5, left, req)

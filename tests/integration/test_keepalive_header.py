@@ -14,9 +14,11 @@ KA = [("Connection", "keep-alive")]
 def server(mpm, module_path):
     yield from serve(HttpdServer(
         mpm, module_path, keepalive=("On", "5", "100"),
-        extra_modules=["lua", "ratelimit", "env"],
-        files=dict(STREAM_FILES, **PADDED_FILES),
-        extra_config=STREAM_CONFIG + ERROR_DOCUMENTS + PADDED, name="header"))
+        extra_modules=["lua", "ratelimit", "env", "ext_filter"],
+        files=dict(STREAM_FILES, **PADDED_FILES, **EXT_FILTER_FILES),
+        executables=["scripts/slowcat.sh"],
+        extra_config=STREAM_CONFIG + ERROR_DOCUMENTS + PADDED + EXT_FILTER,
+        name="header"))
 
 
 # /errdoc-missing answers 404 through an internal redirect to /small.txt
@@ -35,6 +37,29 @@ PADDED = """\
     Header set X-Pad "expr=%{QUERY_STRING}"
 </Location>
 """ + RATE_LIMITED_CONFIG
+# mod_ext_filter passes an empty brigade on while its command has no output
+# yet; core writes the header block on it.
+EXT_FILTER = """\
+ExtFilterDefine slowcat mode=output cmd="@DIR@/scripts/slowcat.sh" preservescontentlength
+LuaMapHandler "^/ext$" "@DIR@/scripts/ext.lua" handle
+<Location /ext>
+    SetOutputFilter slowcat
+</Location>
+"""
+EXT_FILTER_FILES = {
+    "scripts/slowcat.sh": b"#!/bin/sh\nsleep 0.3\nexec cat\n",
+    "scripts/ext.lua": b"""
+function handle(r)
+  r.content_type = "text/plain"
+  r.headers_out["Content-Length"] = "14"
+  r:write("line1\\r\\n")
+  r:flush()
+  r:write("line2\\r\\n")
+  return apache2.OK
+end
+""",
+}
+
 PADDED_FILES = {"htdocs/pad/index.html": b"hello\n",
                 "htdocs/rate-limited/index.html": b"hello\n"}
 
@@ -252,3 +277,14 @@ def test_rate_limited_response_carries_the_fields(server, pad):
             assert resp.get("X-Pad") == "p" * pad, resp.describe(req)
             assert resp.body == b"hello\n", resp.describe(req)
             assert_keepalive(resp, 5, 100 - i, req)
+
+
+def test_header_block_written_on_an_empty_brigade_carries_the_fields(server):
+    req = build_request(path="/ext")
+    with RawConnection("127.0.0.1", server.port) as c:
+        resp = c.request(req)
+        assert resp.status == 200, resp.describe(req)
+        assert resp.body == b"line1\r\nline2\r\n", resp.describe(req)
+        assert_keepalive(resp, 5, 100, req)
+        resp = c.request(build_request())
+        assert_keepalive(resp, 5, 99)
