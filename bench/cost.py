@@ -69,8 +69,7 @@ def need(tool, package):
         die("%s not found: apt-get install %s" % (tool, package))
 
 
-def make_server(module, mpm="prefork"):
-    extra = ""
+def make_server(module, mpm="prefork", extra=""):
     # MaxKeepAliveRequests as the default, the connection length the clients use.
     return HttpdServer(mpm, module_path=module, keepalive=("On", "5", "100"), extra_config=extra,
                        files={"htdocs/" + PAGE: PAGE_BODY}, name="cost")
@@ -115,10 +114,10 @@ def drive(port, request, requests, per_connection, timeout):
         done += batch
 
 
-def callgrind_instructions(module, request, requests, per_connection, workdir):
+def callgrind_instructions(module, request, requests, per_connection, workdir, extra=""):
     """Total instructions callgrind counted for one `apache2 -X` run serving
     `requests` requests."""
-    server = make_server(module)
+    server = make_server(module, extra=extra)
     server.configtest()  # writes the configuration and the document root
     out_dir = Path(tempfile.mkdtemp(prefix="cg-", dir=workdir))
     os.chmod(out_dir, 0o1777)  # the child writes its profile as www-data
@@ -199,7 +198,8 @@ def measure_instructions(args, module, traffic):
         for label, path in (("core", None), ("module", module)):
             totals = []
             for count in (args.small, args.large):
-                total, profile = callgrind_instructions(path, REQUESTS[traffic], count, args.per_connection, workdir)
+                total, profile = callgrind_instructions(path, REQUESTS[traffic], count, args.per_connection, workdir,
+                                                        args.module_config if path else "")
                 totals.append(total)
                 if args.keep:
                     kept = Path(args.keep) / ("%s-%s-%d.callgrind" % (traffic, label, count))
@@ -229,7 +229,7 @@ def wrk_requests_per_second(port, args):
 
 
 def measure_throughput(args, module):
-    servers = {"core": make_server(None), "module": make_server(module)}
+    servers = {"core": make_server(None), "module": make_server(module, extra=args.module_config)}
     results = {label: [] for label in servers}
     try:
         for server in servers.values():
@@ -272,6 +272,9 @@ def main():
     p.add_argument("--functions", action="store_true",
                    help="also list the functions whose cost the module adds to")
     p.add_argument("--keep", metavar="DIR", help="keep the callgrind profiles in DIR")
+    p.add_argument("--module-config", default="", metavar="LINES",
+                   help="configuration only the module's server gets, e.g. 'KeepAliveMaxLifetime 1h': "
+                        "what a request costs when one of the module's directives applies to it")
     args = p.parse_args()
     if args.large <= args.small:
         die("--large must be above --small")
@@ -280,6 +283,8 @@ def main():
         die("%s not found: run make first" % module)
 
     print("bench/cost: module %s" % module)
+    if args.module_config:
+        print("bench/cost: the module's server also has: %s" % args.module_config.replace("\n", "; "))
     print("apache2: %s" % subprocess.run([APACHE_BIN, "-v"], capture_output=True, text=True).stdout.split("\n")[0])
     instructions = {}
     throughput = None
@@ -309,6 +314,13 @@ def main():
         core = statistics.median(throughput["core"])
         mod = statistics.median(throughput["module"])
         print("| wrk requests/s (median) | %.0f | %.0f | ratio %.3f | ratio at least 0.98 |" % (core, mod, mod / core))
+        # Each round's pair ran back to back: their ratio is free of the
+        # machine's slower drifts; the spread says how well the ratio is known.
+        pairs = [m / c for m, c in zip(throughput["module"], throughput["core"])]
+        spread = statistics.stdev(pairs) if len(pairs) > 1 else 0.0
+        print("\nper-round ratios module/core: %s" % " ".join("%.3f" % x for x in pairs))
+        print("median %.3f, mean %.3f, standard deviation %.3f (standard error of the mean %.3f)"
+              % (statistics.median(pairs), statistics.mean(pairs), spread, spread / len(pairs) ** 0.5))
 
 
 if __name__ == "__main__":

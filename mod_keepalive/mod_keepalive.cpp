@@ -28,19 +28,19 @@
 //                  them, the module swaps r->server for a request-pool copy
 //                  that carries them, for the duration of HTTP_HEADER.
 //                  Otherwise (HTTP/1.1 clients, which are persistent without
-//                  the token) the module puts the same two fields core would
-//                  into the response headers.
+//                  the token) the same two fields core would write go into
+//                  the block OBSERVE sees, or, when a filter between would
+//                  cut it into pieces, into the response headers.
 //   KEEPALIVE_OBSERVE  first connection filter, added once per connection, so
 //       after every request's protocol filters: sees the header block
 //       HTTP_HEADER serialized before anything else. It reads the verdict
 //       core applied and records it (the note, the counters, the idle
-//       timeout to enforce next). Where core decided alone and kept a
-//       connection without writing Keep-Alive (clients without the token),
-//       it writes the two fields into the block. Where the policy decided,
-//       it puts r->server back and checks that core did what the policy
-//       said; on a response core closed after all, it takes the module's
-//       Keep-Alive back out of the block, so a response that closes never
-//       carries one.
+//       timeout to enforce next). On a kept response to a client without
+//       the token it writes the two fields into the block. Where the policy
+//       decided, it puts r->server back and checks that core did what the
+//       policy said; on a response core closed after all, it takes the
+//       module's Keep-Alive back out of the block, so a response that
+//       closes never carries one.
 //
 // The idle wait. Prefork and worker wait for the next request with a socket
 // timeout, which the create_request hook sets, per connection, to what the
@@ -122,12 +122,13 @@ struct ResponseState {
     bool core_alone = false;   // core decided alone; OBSERVE reports it
     bool observed = false;
     bool added_header = false;  // the module put Keep-Alive into headers_out itself
+    bool insert_fields = false;  // OBSERVE writes Keep-Alive into the block if core keeps
 
     // Where core decides alone, as they were before it did.
     bool marked_close_before = false;  // c->keepalive was AP_CONN_CLOSE
     ResponseConnection response_connection;
 
-    // What PREPARE changed and OBSERVE puts back.
+    // What prepare() changed and OBSERVE puts back.
     request_rec* changed_request = nullptr;
     server_rec* original_server = nullptr;  // set when r->server was swapped
 
@@ -135,7 +136,7 @@ struct ResponseState {
     // rest is overwritten by prepare().
     void reset() {
         forget_request();
-        observed = added_header = false;
+        observed = added_header = insert_fields = false;
         original_server = nullptr;
     }
     // The request's pool is going: nothing may point into it any more.
@@ -342,7 +343,9 @@ void swap_server_for_core(ResponseState* st, request_rec* r, bool core_prints) {
     r->server = printed;
 }
 
-void prepare(ResponseState* st, request_rec* r) {
+// `block_reaches_observe`: OBSERVE will get the header block whole, so the two
+// fields can go straight into it (cheaper than httpd checking and writing them).
+void prepare(ResponseState* st, request_rec* r, bool block_reaches_observe) {
     conn_rec* c = r->connection;
     // A new response for the same request (ap_die after an error bucket, an
     // ErrorDocument): undo what the module changed for the first one, but
@@ -353,7 +356,7 @@ void prepare(ResponseState* st, request_rec* r) {
     const keepalive::CloseReason earlier_reason = st->decision.reason;
     if (st->prepared) undo_preparation(st);
     st->prepared = true;
-    st->added_header = false;
+    st->added_header = st->insert_fields = false;
     bool disabled_by_condition = false;
     const ResponseConnection response_connection = {apr_table_get(r->headers_out, "Connection"),
                                                     table_get(r->err_headers_out, "Connection")};
@@ -398,7 +401,11 @@ void prepare(ResponseState* st, request_rec* r) {
         // a filter right after HTTP_HEADER takes the field out again.
         if (!st->decision.send_header) ap_add_output_filter_handle(strip_filter_handle, st, r, c);
     } else if (st->decision.send_header) {
-        add_keep_alive_header(st, r);
+        if (block_reaches_observe) {
+            st->insert_fields = true;
+        } else {
+            add_keep_alive_header(st, r);
+        }
     }
 }
 
@@ -467,57 +474,6 @@ void record(request_rec* r, const keepalive::Decision& d, bool kept) {
     }
 }
 
-__attribute__((noinline)) void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
-    conn_rec* c = r->connection;
-    const bool core_kept = c->keepalive == AP_CONN_KEEPALIVE;
-    undo_preparation(st);
-    if (!st->prepared || st->decision.verdict == keepalive::Verdict::NotApplicable) return;
-
-    // Now that core has framed the body, the policy can judge an HTTP/1.0
-    // response whose length was not known before.
-    if (st->facts.framing == keepalive::BodyFraming::Unknown && is_http10(st->facts)) {
-        st->facts.framing =
-            body_is_delimited(r) ? keepalive::BodyFraming::Delimited : keepalive::BodyFraming::Undelimited;
-        st->decision = keepalive::decide(st->limits, st->settings, st->facts);
-    }
-    const keepalive::Decision& d = st->decision;
-    if (d.keep() != core_kept) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "mod_keepalive: policy decided %s (%s) but core %s the connection",
-                      d.keep() ? "keep" : "close", keepalive::reason_name(d.reason), core_kept ? "kept" : "closed");
-        if (core_kept) {
-            // Record what core did, as the client was told it.
-            st->decision = core_keep_decision(r);
-        } else {
-            // Count what happened: core closed for a reason the policy missed.
-            st->decision.verdict = keepalive::Verdict::Close;
-            st->decision.reason = keepalive::CloseReason::MarkedClose;
-        }
-    }
-    record(r, d, core_kept);
-    if (!core_kept && st->added_header) {
-        // Only after a disagreement just logged. A filter between
-        // HTTP_HEADER and this one (mod_ratelimit's) may have split the
-        // block: a partial one is left alone rather than cut wrong.
-        strip_keep_alive_from_block(r, header_block, true);
-    }
-}
-
-
-// The keep-alive responses before this one, from c->keepalives after core
-// decided: it counts a kept response, and also the response that closes
-// because the budget is used up (then keepalives was MaxKeepAliveRequests).
-int keepalives_before(const request_rec* r, bool kept, bool marked_close_before) {
-    const int count = r->connection->keepalives;
-    const int max = r->server->keep_alive_max;
-    if (kept) return count - 1;
-    return !marked_close_before && max > 0 && count == max + 1 ? max : count;
-}
-
-// Whether the response headers have a Keep-Alive field: core's, after it
-// kept the connection of a client that sent the token. apr_table_get() would
-// say the same at several times the cost (its strcasecmp()); the field is
-// one of the last core added.
 // "Keep-Alive" in any case. Letters compare by their lower-case bit; the
 // first byte that differs, a NUL included, ends the comparison.
 bool is_keep_alive_name(const char* n) {
@@ -526,6 +482,10 @@ bool is_keep_alive_name(const char* n) {
            (n[8] | 0x20) == 'v' && (n[9] | 0x20) == 'e' && n[10] == '\0';
 }
 
+// Whether the response headers have a Keep-Alive field: core's, after it
+// kept the connection of a client that sent the token. apr_table_get() would
+// say the same at several times the cost (its strcasecmp()); the field is
+// one of the last core added.
 bool has_keep_alive_field(const apr_table_t* headers) {
     const apr_array_header_t* fields = apr_table_elts(headers);
     const auto* entries = reinterpret_cast<const apr_table_entry_t*>(fields->elts);
@@ -538,7 +498,7 @@ bool has_keep_alive_field(const apr_table_t* headers) {
 
 // Writes "Keep-Alive: ..." and "Connection: Keep-Alive" into a serialized
 // header block, before its final CRLF. The block is HTTP_HEADER's own
-// brigade (core_decides_alone() made sure): its data, then at most an EOS.
+// brigade (block_reaches_observe() made sure): its data, then at most an EOS.
 bool insert_keep_alive_fields(conn_rec* c, apr_bucket_brigade* block, const keepalive::Decision& d) {
     apr_bucket* last = nullptr;
     for (apr_bucket* b = APR_BRIGADE_FIRST(block); b != APR_BRIGADE_SENTINEL(block) && !APR_BUCKET_IS_METADATA(b);
@@ -577,6 +537,61 @@ bool insert_keep_alive_fields(conn_rec* c, apr_bucket_brigade* block, const keep
     return true;
 }
 
+__attribute__((noinline)) void log_unexpected_block(const request_rec* r) {
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  "mod_keepalive: the header block does not end as HTTP_HEADER writes it; Keep-Alive not added");
+}
+
+__attribute__((noinline)) void observe(ResponseState* st, request_rec* r, apr_bucket_brigade* header_block) {
+    conn_rec* c = r->connection;
+    const bool core_kept = c->keepalive == AP_CONN_KEEPALIVE;
+    undo_preparation(st);
+    if (!st->prepared || st->decision.verdict == keepalive::Verdict::NotApplicable) return;
+
+    // Now that core has framed the body, the policy can judge an HTTP/1.0
+    // response whose length was not known before.
+    if (st->facts.framing == keepalive::BodyFraming::Unknown && is_http10(st->facts)) {
+        st->facts.framing =
+            body_is_delimited(r) ? keepalive::BodyFraming::Delimited : keepalive::BodyFraming::Undelimited;
+        st->decision = keepalive::decide(st->limits, st->settings, st->facts);
+    }
+    const keepalive::Decision& d = st->decision;
+    if (d.keep() != core_kept) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "mod_keepalive: policy decided %s (%s) but core %s the connection",
+                      d.keep() ? "keep" : "close", keepalive::reason_name(d.reason), core_kept ? "kept" : "closed");
+        if (core_kept) {
+            // Record what core did, as the client was told it.
+            st->decision = core_keep_decision(r);
+        } else {
+            // Count what happened: core closed for a reason the policy missed.
+            st->decision.verdict = keepalive::Verdict::Close;
+            st->decision.reason = keepalive::CloseReason::MarkedClose;
+        }
+    }
+    if (core_kept && d.keep() && st->insert_fields && !insert_keep_alive_fields(c, header_block, d)) {
+        log_unexpected_block(r);
+    }
+    record(r, d, core_kept);
+    if (!core_kept && st->added_header) {
+        // Only after a disagreement just logged. A filter between
+        // HTTP_HEADER and this one (mod_ratelimit's) may have split the
+        // block: a partial one is left alone rather than cut wrong.
+        strip_keep_alive_from_block(r, header_block, true);
+    }
+}
+
+
+// The keep-alive responses before this one, from c->keepalives after core
+// decided: it counts a kept response, and also the response that closes
+// because the budget is used up (then keepalives was MaxKeepAliveRequests).
+int keepalives_before(const request_rec* r, bool kept, bool marked_close_before) {
+    const int count = r->connection->keepalives;
+    const int max = r->server->keep_alive_max;
+    if (kept) return count - 1;
+    return !marked_close_before && max > 0 && count == max + 1 ? max : count;
+}
+
 // Where core decided alone, a response it closed, or kept as HTTP/1.0
 // (downgrade-1.0, force-no-vary): the policy judges it from what core
 // decided from, so that the log says why it closed, and a disagreement is
@@ -608,14 +623,21 @@ void observe_core(ResponseState* st, request_rec* r, apr_bucket_brigade* header_
     if (core_kept && r->proto_num == HTTP_VERSION(1, 1)) {
         const keepalive::Decision d = core_keep_decision(r);
         if (!has_keep_alive_field(r->headers_out) && !insert_keep_alive_fields(c, header_block, d)) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                          "mod_keepalive: the header block does not end as HTTP_HEADER writes it; "
-                          "Keep-Alive not added");
+            log_unexpected_block(r);
         }
         record(r, d, true);
         return;
     }
     judge_core_decision(st, r, header_block, core_kept);
+}
+
+// Whether the header block HTTP_HEADER (`f`) writes reaches OBSERVE whole: only
+// HTTP_OUTERROR, which passes data through, lies between (mod_ratelimit, for
+// one, would cut it into pieces).
+bool block_reaches_observe(const ConnectionState* cs, const ap_filter_t* f) {
+    const ap_filter_t* next = f->next;
+    if (next && next->frec == ap_http_outerror_filter_handle) next = next->next;
+    return next == cs->observe_filter;
 }
 
 // Whether core, left alone, decides what the policy would, prints what the
@@ -630,9 +652,7 @@ void observe_core(ResponseState* st, request_rec* r, apr_bucket_brigade* header_
 //    core's own values and do not count.
 //  - The timeout core prints, r->server's, is the one enforced: a name-based
 //    vhost without its own KeepAliveTimeout is held to the base server's.
-//  - Nothing but HTTP_OUTERROR (which passes data through) lies between
-//    HTTP_HEADER and OBSERVE, so OBSERVE can write into the block
-//    (mod_ratelimit, for one, cuts it into pieces).
+//  - The block reaches OBSERVE whole, so that OBSERVE can write into it.
 bool core_decides_alone(const ConnectionState* cs, const ap_filter_t* f) {
     const request_rec* r = f->r;
     const server_rec* s = r->server;
@@ -643,9 +663,7 @@ bool core_decides_alone(const ConnectionState* cs, const ap_filter_t* f) {
     if (!s->keep_alive_timeout_set && s->keep_alive_timeout != r->connection->base_server->keep_alive_timeout) {
         return false;
     }
-    const ap_filter_t* next = f->next;
-    if (next && next->frec == ap_http_outerror_filter_handle) next = next->next;
-    return next == cs->observe_filter && cfg::policy_is_cores(r);
+    return block_reaches_observe(cs, f) && cfg::policy_is_cores(r);
 }
 
 // Just before core decides, for each response (an error document after an
@@ -674,7 +692,7 @@ __attribute__((noinline)) void before_core(ConnectionState* cs, ap_filter_t* f, 
     st->core_alone = false;
     // An error bucket makes core discard this response and send an error
     // document through this filter again: decide for that one.
-    if (!carries_error_or_eoc(bb)) prepare(st, r);
+    if (!carries_error_or_eoc(bb)) prepare(st, r, block_reaches_observe(cs, f));
 }
 
 // Registered as HTTP_HEADER (see the top of this file): runs in core's
@@ -688,7 +706,7 @@ apr_status_t header_filter(ap_filter_t* f, apr_bucket_brigade* bb) {
     return ap_http_header_filter(f, bb);
 }
 
-// KEEPALIVE_STRIP, added by PREPARE for "KeepAliveHeader Never" on a kept
+// KEEPALIVE_STRIP, added by prepare() for "KeepAliveHeader Never" on a kept
 // response to a client that sent the token (core then prints Keep-Alive).
 // A protocol filter right after HTTP_HEADER, which passes it the whole
 // header block in one brigade.
