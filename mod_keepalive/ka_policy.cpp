@@ -175,14 +175,14 @@ std::size_t format_keep_alive_value(const Decision& d, char (&value)[kKeepAliveV
 }
 
 std::size_t format_keep_alive_fields(const Decision& d, char (&fields)[kKeepAliveFieldsSize]) {
-    static_assert(kKeepAliveFieldsSize >=
-                  sizeof("Keep-Alive: ") - 1 + kKeepAliveValueSize - 1 + sizeof("\r\nConnection: Keep-Alive\r\n") - 1);
+    // The longest fields, and the CRLF that ends a header block after them
+    // (the adapter writes both into a buffer of this size).
+    static_assert(kKeepAliveFieldsSize >= sizeof("Keep-Alive: timeout=, max=") - 1 + 2 * kMaxIntDigits +
+                                              sizeof("\r\nConnection: Keep-Alive\r\n") - 1 + 2);
     if (!d.keep()) return 0;
-    char value[kKeepAliveValueSize];
-    const std::size_t length = format_keep_alive_value(d, value);
-    char* out = put(fields, "Keep-Alive: ");
-    std::memcpy(out, value, length);
-    out = put(out + length, "\r\nConnection: Keep-Alive\r\n");
+    char* out = put(put(fields, "Keep-Alive: timeout="), d.advertised_timeout_s);
+    if (d.max_remaining >= 0) out = put(put(out, ", max="), d.max_remaining);
+    out = put(out, "\r\nConnection: Keep-Alive\r\n");
     return static_cast<std::size_t>(out - fields);
 }
 

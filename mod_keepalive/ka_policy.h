@@ -150,7 +150,7 @@ std::size_t format_keep_alive_value(const Decision& d, char (&out)[kKeepAliveVal
 // the token, serialized for a header block:
 // "Keep-Alive: timeout=5, max=99\r\nConnection: Keep-Alive\r\n". Written into
 // `out` without allocating; returns the length (0 unless the decision keeps
-// the connection). Not NUL-terminated.
+// the connection), which leaves room for 2 more bytes. Not NUL-terminated.
 constexpr std::size_t kKeepAliveFieldsSize = 96;
 std::size_t format_keep_alive_fields(const Decision& d, char (&out)[kKeepAliveFieldsSize]);
 

@@ -511,22 +511,25 @@ bool insert_keep_alive_fields(conn_rec* c, apr_bucket_brigade* block, const keep
         std::memcmp(data + length - 2, "\r\n", 2) != 0) {
         return false;
     }
-    char fields[keepalive::kKeepAliveFieldsSize];
-    const std::size_t size = keepalive::format_keep_alive_fields(d, fields);
+    using Fields = char[keepalive::kKeepAliveFieldsSize];
     if (APR_BUCKET_IS_HEAP(last)) {
         // Core wrote the block into one heap bucket with room to spare: grow
         // it in place, as apr_brigade_write() itself grows a brigade's last
-        // heap bucket, rather than split it around a new one.
+        // heap bucket, rather than split it around a new one. The fields go
+        // over the final CRLF, which follows them again (the buffer's size
+        // leaves room for both).
         auto* heap = static_cast<apr_bucket_heap*>(last->data);
         char* end = heap->base + last->start + length;
         if (heap->refcount.refcount == 1 && end == data + length &&
-            static_cast<apr_size_t>(heap->base + heap->alloc_len - end) >= size) {
-            std::memcpy(end - 2, fields, size);
+            static_cast<apr_size_t>(heap->base + heap->alloc_len - end) >= sizeof(Fields)) {
+            const std::size_t size = keepalive::format_keep_alive_fields(d, *reinterpret_cast<Fields*>(end - 2));
             std::memcpy(end - 2 + size, "\r\n", 2);
             last->length += size;
             return true;
         }
     }
+    Fields fields;
+    const std::size_t size = keepalive::format_keep_alive_fields(d, fields);
     apr_bucket* inserted = apr_bucket_heap_create(fields, size, nullptr, c->bucket_alloc);
     if (length > 2) {
         apr_bucket_split(last, length - 2);
