@@ -7,8 +7,10 @@ and runs "apache2 -t" on it), with mod_lua, mod_status, mod_alias and these
 additions: KeepAliveAdaptive On, the keepalive-status handler, <Location>s
 with KeepAliveIdleTimeout, KeepAliveMaxRequests, KeepAliveDisableIf,
 KeepAliveAdvertisedTimeout, KeepAliveHeader Never/OnRequest,
-KeepAliveMaxLifetime and an ErrorDocument, a Redirect, and a virtual host on
-a second port with KeepAliveHTTP10 Off. httpd runs as
+KeepAliveMaxLifetime and an ErrorDocument, a Redirect, a virtual host on a
+second port with KeepAliveHTTP10 Off, and one on a third with none of the
+module's directives (core decides alone; the module writes the Keep-Alive
+fields into the header block core serialized). httpd runs as
 
   valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
            --show-leak-kinds=definite,possible
@@ -68,7 +70,7 @@ SLOW_SECONDS = 4
 
 SLOW_LUA = sleeping_lua_handler(SLOW_SECONDS)
 
-DIRS = ("short", "budget", "noka", "adv", "never", "onreq", "life")
+DIRS = ("short", "budget", "noka", "adv", "never", "onreq", "life", "foreign", "pad")
 FILES = {"htdocs/slow.lua": SLOW_LUA}
 FILES.update({"htdocs/%s/x.txt" % d: b"x\n" for d in DIRS})
 
@@ -114,6 +116,20 @@ Redirect /expect-redirect /small.txt
     KeepAliveHTTP10 Off
     KeepAliveTimeout 3
 </VirtualHost>
+# None of the module's directives: core decides alone, OBSERVE writes the
+# fields into the header block core serialized.
+<VirtualHost 127.0.0.1:@PORT2@>
+    ServerName core.test
+    DocumentRoot "@DOCROOT@"
+    KeepAliveAdaptive Off
+    <Location /foreign>
+        Header set Keep-Alive "timeout=99"
+        Header set Connection "keep-alive"
+    </Location>
+    <Location /pad>
+        Header set X-Pad "expr=%{QUERY_STRING}"
+    </Location>
+</VirtualHost>
 """
 
 KA = ("Connection", "keep-alive")
@@ -148,7 +164,7 @@ class Checks:
                 "Connection: close without Keep-Alive expected", resp)
 
 
-def workload(port, port_other, chk, on_slow_request):
+def workload(port, port_other, port_core, chk, on_slow_request):
     """Every step; each on its own connection(s), closed before the next
     (apache2 -X serves one connection at a time)."""
     T = 30          # seconds for any response: valgrind is slow
@@ -339,6 +355,39 @@ def workload(port, port_other, chk, on_slow_request):
             chk.kept(r, 3)
 
     @step
+    def core_decides_alone():
+        with conn(port_core) as c:
+            for i in range(3):  # the fields written into core's buffer
+                r = c.request(get(headers=[KA] if i == 1 else []))
+                chk.ok(r.get("Keep-Alive") == "timeout=5, max=%d" % (100 - i),
+                       "Keep-Alive: timeout=5, max=%d" % (100 - i), r)
+            left = 97
+            # Blocks that nearly fill core's buffer: the fields go in place,
+            # or into a bucket of their own.
+            for size in range(7680, 7900, 20):
+                pad = "p" * size
+                r = c.request(get("/pad/x.txt?" + pad))
+                chk.ok(r.get("X-Pad") == pad and r.body == b"x\n", "padded response intact", r)
+                chk.ok(r.get("Keep-Alive") == "timeout=5, max=%d" % left, "Keep-Alive, padded", r)
+                left -= 1
+            r = c.request(get("/foreign/x.txt"))
+            chk.ok(r.get_all("Keep-Alive") == ["timeout=5, max=%d" % left] and
+                   r.get_all("Connection") == ["Keep-Alive"], "a handler's fields replaced", r)
+            r = c.request(build_request("HEAD", "/index.html"), head_only=True)
+            chk.kept(r, 5)
+            r = c.request(get("/nope.html"))
+            chk.ok(r.status == 404, "404", r)
+            chk.kept(r, 5)
+            r = c.request(get("/foreign/x.txt", headers=[("Connection", "close")]))
+            chk.closing(r)
+            chk.ok(c.is_closed(T), "closed after Connection: close")
+        with conn(port_core) as c:
+            r = c.request(get(version="HTTP/1.0", headers=[KA]))
+            chk.kept(r, 5)
+            r = c.request(get(version="HTTP/1.0"))
+            chk.closing(r)
+
+    @step
     def graceful_close():
         with conn() as c:
             r = c.request(get())
@@ -463,7 +512,7 @@ def main():
 
     server = HttpdServer("prefork", args.module, keepalive=("On", "5", "100"),
                          extra_config=EXTRA_CONFIG, extra_modules=["lua", "status", "alias"],
-                         files=FILES, extra_ports=1, name="valgrind")
+                         files=FILES, extra_ports=2, name="valgrind")
     test = server.configtest()
     if test.returncode != 0:
         print("apache2 -t failed:\n%s%s" % (test.stdout, test.stderr))
@@ -484,7 +533,7 @@ def main():
     try:
         deadline = time.monotonic() + args.start_timeout
         while proc.poll() is None and time.monotonic() < deadline:
-            if port_accepts(server.port) and port_accepts(server.extra_ports[0]):
+            if all(port_accepts(p) for p in [server.port] + list(server.extra_ports)):
                 break
             time.sleep(0.5)
         if proc.poll() is not None or time.monotonic() >= deadline:
@@ -498,7 +547,7 @@ def main():
             def graceful():
                 proc.send_signal(signal.SIGWINCH)
                 signalled.append(time.monotonic())
-            workload(server.port, server.extra_ports[0], chk, graceful)
+            workload(server.port, server.extra_ports[0], server.extra_ports[1], chk, graceful)
             if not signalled:
                 graceful()
     finally:
