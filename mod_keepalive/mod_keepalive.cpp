@@ -194,25 +194,6 @@ const char* table_get(const apr_table_t* table, const char* key) {
     return apr_table_elts(table)->nelts ? apr_table_get(table, key) : nullptr;
 }
 
-// A field's value (the first, as apr_table_get() finds it), `lower_name` in
-// lower case. apr_table_get() costs several times more for a field that is
-// there (its strcasecmp()); on the request path this matters.
-const char* field_value(const apr_table_t* table, const char* lower_name) {
-    const apr_array_header_t* fields = apr_table_elts(table);
-    const auto* entries = reinterpret_cast<const apr_table_entry_t*>(fields->elts);
-    for (int i = 0; i < fields->nelts; ++i) {
-        const char* key = entries[i].key;
-        if (!key || (key[0] | 0x20) != lower_name[0]) continue;
-        std::size_t n = 1;
-        while (lower_name[n] && (key[n] == lower_name[n] || (key[n] >= 'A' && key[n] <= 'Z' &&
-                                                             key[n] + ('a' - 'A') == lower_name[n]))) {
-            ++n;
-        }
-        if (!lower_name[n] && !key[n]) return entries[i].val;
-    }
-    return nullptr;
-}
-
 const char* first_header(const request_rec* r, const char* name) {
     const char* value = table_get(r->err_headers_out, name);
     return value ? value : apr_table_get(r->headers_out, name);
@@ -288,6 +269,17 @@ void drop_foreign_keepalive_headers(request_rec* r, apr_table_t* headers, const 
     }
 }
 
+// The response's Connection fields, as handlers and filters left them.
+// (apr_table_get() is cheap for a field that is not there, the usual case.)
+ResponseConnection response_connection_of(const request_rec* r) {
+    return {apr_table_get(r->headers_out, "Connection"), table_get(r->err_headers_out, "Connection")};
+}
+
+void drop_foreign_keepalive_headers(request_rec* r, const ResponseConnection& connection) {
+    drop_foreign_keepalive_headers(r, r->headers_out, connection.headers_out);
+    drop_foreign_keepalive_headers(r, r->err_headers_out, connection.err_headers_out);
+}
+
 // A connection core kept: the decision it carried out, in the policy's terms.
 keepalive::Decision core_keep_decision(const request_rec* r) {
     const server_rec* s = r->server;
@@ -358,8 +350,7 @@ void prepare(ResponseState* st, request_rec* r, bool block_reaches_observe) {
     st->prepared = true;
     st->added_header = st->insert_fields = false;
     bool disabled_by_condition = false;
-    const ResponseConnection response_connection = {apr_table_get(r->headers_out, "Connection"),
-                                                    table_get(r->err_headers_out, "Connection")};
+    const ResponseConnection response_connection = response_connection_of(r);
     st->limits = enforced_limits(r);
     st->settings = cfg::settings_for(r, &disabled_by_condition);
     st->facts = gather_facts(r, response_connection, disabled_by_condition);
@@ -378,8 +369,7 @@ void prepare(ResponseState* st, request_rec* r, bool block_reaches_observe) {
     }
     if (st->decision.verdict == keepalive::Verdict::NotApplicable) return;
 
-    drop_foreign_keepalive_headers(r, r->headers_out, response_connection.headers_out);
-    drop_foreign_keepalive_headers(r, r->err_headers_out, response_connection.err_headers_out);
+    drop_foreign_keepalive_headers(r, response_connection);
 
     if (!st->decision.keep()) {
         // Core counts the response that uses up the budget as one more kept
@@ -684,12 +674,10 @@ __attribute__((noinline)) void before_core(ConnectionState* cs, ap_filter_t* f, 
         // What core decides from, for OBSERVE to say why it closed: after
         // core, every closing response's Connection carries "close".
         st->marked_close_before = r->connection->keepalive == AP_CONN_CLOSE;
-        st->response_connection = {field_value(r->headers_out, "connection"),
-                                   table_get(r->err_headers_out, "Connection")};
+        st->response_connection = response_connection_of(r);
         // Only the module's Keep-Alive may reach the client (core replaces a
         // handler's only for clients that sent the token).
-        drop_foreign_keepalive_headers(r, r->headers_out, st->response_connection.headers_out);
-        drop_foreign_keepalive_headers(r, r->err_headers_out, st->response_connection.err_headers_out);
+        drop_foreign_keepalive_headers(r, st->response_connection);
         return;
     }
     st->core_alone = false;
