@@ -39,6 +39,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 
+from benchutil import parse_wrk, wrk_failures  # noqa: E402
 from httpd import APACHE_BIN, HttpdServer  # noqa: E402
 
 DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
@@ -218,14 +219,12 @@ def wrk_requests_per_second(port, args):
         ["wrk", "-t1", "-c%d" % args.connections, "-d%ds" % args.seconds, "--latency",
          "http://127.0.0.1:%d/%s" % (port, PAGE)],
         capture_output=True, text=True, timeout=args.seconds + 60)
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if result.returncode or not match:
+    summary = parse_wrk(result.stdout)
+    if result.returncode or not summary["ok"] or not summary["rps"]:
         die("wrk failed:\n%s%s" % (result.stdout, result.stderr))
-    errors = re.search(r"Socket errors: (.*)", result.stdout)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if errors or non2xx:
-        die("wrk saw errors: %s %s" % (errors and errors.group(0), non2xx and non2xx.group(0)))
-    return float(match.group(1))
+    if wrk_failures(summary):
+        die("wrk saw errors:\n%s" % result.stdout)
+    return summary["rps"]
 
 
 def measure_throughput(args, module):

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 
 from httpd import APACHE_BIN, CRASH_RE, LOG_LEVEL_RE, HttpdServer  # noqa: E402
 from adaptive import foreign_activity, wait_until_quiet  # noqa: E402
-from benchutil import comma_choices  # noqa: E402
+from benchutil import comma_choices, parse_wrk, wrk_failures  # noqa: E402
 
 DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
 MPMS = ("prefork", "worker", "event")
@@ -75,28 +75,8 @@ def server_for(mpm, config, module):
                        name="graceful-%s" % config)
 
 
-def parse_wrk(text):
-    res = {"ok": False, "requests": 0, "connect": 0, "read": 0, "write": 0,
-           "timeout": 0, "non2xx": 0}
-    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(\w+),", text, re.M)
-    if m:
-        res["requests"] = int(m.group(1))
-        res["ok"] = True
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                  r"timeout (\d+)", text)
-    if m:
-        for key, value in zip(("connect", "read", "write", "timeout"),
-                              m.groups()):
-            res[key] = int(value)
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    if m:
-        res["non2xx"] = int(m.group(1))
-    return res
-
-
 def failures(res):
-    w = res["wrk"]
-    return w["connect"] + w["read"] + w["write"] + w["timeout"] + w["non2xx"]
+    return wrk_failures(res["wrk"])
 
 
 def error_log_facts(text):
