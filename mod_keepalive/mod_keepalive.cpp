@@ -510,7 +510,7 @@ bool insert_keep_alive_fields(conn_rec* c, apr_bucket_brigade* block, const keep
         // leaves room for both).
         auto* heap = static_cast<apr_bucket_heap*>(last->data);
         char* end = heap->base + last->start + length;
-        if (heap->refcount.refcount == 1 && end == data + length &&
+        if (heap->refcount.refcount == 1 &&
             static_cast<apr_size_t>(heap->base + heap->alloc_len - end) >= sizeof(Fields)) {
             const std::size_t size = keepalive::format_keep_alive_fields(d, *reinterpret_cast<Fields*>(end - 2));
             std::memcpy(end - 2 + size, "\r\n", 2);
