@@ -48,10 +48,17 @@ WARNINGS := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Werror
 CXXSTD   := -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden
 DEFINES  := -DMOD_KEEPALIVE_VERSION=\"$(VERSION)\"
 
-# The policy core is built without any httpd include path: it must not need one.
-CORE_SOURCES    := mod_keepalive/ka_policy.cpp mod_keepalive/ka_tokens.cpp mod_keepalive/ka_metrics.cpp
-ADAPTER_SOURCES := mod_keepalive/mod_keepalive.cpp mod_keepalive/apache_config.cpp mod_keepalive/apache_metrics.cpp mod_keepalive/apache_load.cpp
+# mod_keepalive/core/ is the policy core: built without any httpd or APR
+# include path (so it cannot use one), into one static library that the
+# module, the unit tests and the decision benchmark link; the fuzzers compile
+# the same sources with their own sanitizer flags. mod_keepalive/httpd/ is
+# the adapter, the only code built against httpd's headers.
+CORE_SOURCES    := $(sort $(wildcard mod_keepalive/core/*.cpp))
+CORE_HEADERS    := $(wildcard mod_keepalive/core/*.h)
+ADAPTER_SOURCES := $(sort $(wildcard mod_keepalive/httpd/*.cpp))
 UNIT_SOURCES    := $(wildcard tests/unit/*.cpp)
+CORE_LIB        := $(BUILD)/libkeepalive_core.a
+SOURCE_INCLUDES := -Imod_keepalive
 
 CORE_OBJECTS    := $(CORE_SOURCES:%.cpp=$(OBJ)/%.o)
 ADAPTER_OBJECTS := $(ADAPTER_SOURCES:%.cpp=$(OBJ)/%.o)
@@ -68,7 +75,7 @@ TEST_FUZZ_SECONDS ?= 10
 FUZZ_TARGETS  := connection_tokens decide directive_args
 FUZZ_BINARIES := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
-.PHONY: all deps unit-test-sanitized fuzz deps-deb run test unit-test integration-test deb test-package \
+.PHONY: all deps unit-test-sanitized test-version-guard fuzz deps-deb run test unit-test integration-test deb test-package \
         install uninstall clean bench-robustness bench-cost
 
 all: $(MODULE_SO)
@@ -79,33 +86,37 @@ deps:
 deps-deb:
 	@apxs/install-deps $(DEB_BUILD_PACKAGES)
 
-$(OBJ)/mod_keepalive/ka_%.o: mod_keepalive/ka_%.cpp
+$(CORE_OBJECTS): $(OBJ)/%.o: %.cpp
 	@mkdir -p $(@D)
-	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(DEFINES) -MMD -MP -c $< -o $@
+	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(SOURCE_INCLUDES) -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJECTS)
+	@rm -f $@
+	$(AR) rcs $@ $^
 
 $(ADAPTER_OBJECTS): $(OBJ)/%.o: %.cpp
 	@test -n "$(APXS_INCLUDEDIR)" || { echo "apxs not found: run 'make deps' (Debian package apache2-dev)" >&2; exit 1; }
 	@mkdir -p $(@D)
-	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(DEFINES) $(addprefix -isystem ,$(filter-out -I.,$(patsubst -I%,%,$(filter -I%,$(HTTPD_CPPFLAGS))))) \
+	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(DEFINES) $(SOURCE_INCLUDES) $(addprefix -isystem ,$(filter-out -I.,$(patsubst -I%,%,$(filter -I%,$(HTTPD_CPPFLAGS))))) \
 	    $(filter-out -I%,$(HTTPD_CPPFLAGS)) -MMD -MP -c $< -o $@
 
 # The adapter carries the version, read from debian/changelog.
 $(ADAPTER_OBJECTS): debian/changelog
 
-$(MODULE_SO): $(CORE_OBJECTS) $(ADAPTER_OBJECTS)
+$(MODULE_SO): $(ADAPTER_OBJECTS) $(CORE_LIB)
 	$(CXX) -shared $(CXXFLAGS) $(LDFLAGS) -Wl,--as-needed -o $@ $^
 
 $(OBJ)/tests/unit/%.o: tests/unit/%.cpp
 	@mkdir -p $(@D)
-	$(CXX) -std=c++17 $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) -Imod_keepalive -MMD -MP -c $< -o $@
+	$(CXX) -std=c++17 $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(SOURCE_INCLUDES) -MMD -MP -c $< -o $@
 
-$(UNIT_TESTS): $(CORE_OBJECTS) $(UNIT_OBJECTS)
+$(UNIT_TESTS): $(UNIT_OBJECTS) $(CORE_LIB)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o $@ $^ -lgtest -lgtest_main -pthread
 
 # clang: g++ 12 with sanitizers warns falsely inside libstdc++'s <regex>.
 $(SAN_OBJ)/%.o: %.cpp
 	@mkdir -p $(@D)
-	$(CLANGXX) -std=c++17 -O1 -g $(SAN_FLAGS) $(WARNINGS) -Imod_keepalive -MMD -MP -c $< -o $@
+	$(CLANGXX) -std=c++17 -O1 -g $(SAN_FLAGS) $(WARNINGS) $(SOURCE_INCLUDES) -MMD -MP -c $< -o $@
 
 $(SAN_UNIT): $(CORE_SOURCES:%.cpp=$(SAN_OBJ)/%.o) $(UNIT_SOURCES:%.cpp=$(SAN_OBJ)/%.o)
 	$(CLANGXX) -O1 -g $(SAN_FLAGS) -o $@ $^ -lgtest -lgtest_main -pthread
@@ -114,10 +125,10 @@ $(SAN_UNIT): $(CORE_SOURCES:%.cpp=$(SAN_OBJ)/%.o) $(UNIT_SOURCES:%.cpp=$(SAN_OBJ
 unit-test-sanitized: $(SAN_UNIT)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(SAN_UNIT) --gtest_brief=1
 
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.cpp $(CORE_SOURCES) $(wildcard mod_keepalive/ka_*.h)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.cpp $(CORE_SOURCES) $(CORE_HEADERS)
 	@mkdir -p $(@D)
 	$(CLANGXX) -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -Imod_keepalive -o $@ $< $(CORE_SOURCES)
+	    $(SOURCE_INCLUDES) -o $@ $< $(CORE_SOURCES)
 
 # Runs each libFuzzer target for FUZZ_SECONDS on a copy of its committed seed
 # corpus (new inputs stay under build/); a finding stops with its reproducer.
@@ -132,6 +143,13 @@ fuzz: $(FUZZ_BINARIES)
 	        ; test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
+# The build must refuse httpd headers older than 2.4.49 or of another branch.
+test-version-guard:
+	@test -n "$(APXS_INCLUDEDIR)" || { echo "apxs not found: run 'make deps' (Debian package apache2-dev)" >&2; exit 1; }
+	@tests/build/version_guard_test.sh $(CXX) $(APXS_INCLUDEDIR) \
+	    $(addprefix -isystem ,$(filter-out $(APXS_INCLUDEDIR),$(patsubst -I%,%,$(filter -I%,$(HTTPD_CPPFLAGS))))) \
+	    $(filter-out -I%,$(HTTPD_CPPFLAGS))
+
 unit-test: $(UNIT_TESTS)
 	$(UNIT_TESTS) --gtest_brief=1
 
@@ -144,6 +162,7 @@ test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
 	@$(MAKE) --no-print-directory unit-test
 	@$(MAKE) --no-print-directory unit-test-sanitized
+	@$(MAKE) --no-print-directory test-version-guard
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 	@$(MAKE) --no-print-directory integration-test
 
@@ -168,8 +187,8 @@ bench-robustness: deps $(MODULE_SO)
 # What the module costs (bench/cost.py, bench/decide_benchmark.cpp): callgrind
 # instructions per request with and without it, wrk throughput side by side,
 # and a Google Benchmark of the policy decision. Not part of "make test".
-$(DECIDE_BENCHMARK): bench/decide_benchmark.cpp $(CORE_OBJECTS)
-	$(CXX) -std=c++17 $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) -Imod_keepalive -o $@ $< $(CORE_OBJECTS) -lbenchmark -pthread
+$(DECIDE_BENCHMARK): bench/decide_benchmark.cpp $(CORE_LIB)
+	$(CXX) -std=c++17 $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(SOURCE_INCLUDES) -o $@ $< $(CORE_LIB) -lbenchmark -pthread
 
 bench-cost: deps $(MODULE_SO)
 	@apxs/install-deps $(BENCH_COST_PACKAGES)
@@ -206,5 +225,5 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
--include $(wildcard $(SAN_OBJ)/*/*.d $(SAN_OBJ)/*/*/*.d)
+-include $(wildcard $(SAN_OBJ)/*/*.d $(SAN_OBJ)/*/*/*.d $(SAN_OBJ)/*/*/*/*.d)
 -include $(CORE_OBJECTS:.o=.d) $(ADAPTER_OBJECTS:.o=.d) $(UNIT_OBJECTS:.o=.d)

@@ -6,7 +6,8 @@
 
 #include <array>
 
-#include "ka_policy.h"
+#include "core/policy.h"
+#include "core/wire_format.h"
 
 namespace {
 

@@ -13,7 +13,8 @@
 #include <string>
 #include <string_view>
 
-#include "ka_tokens.h"
+#include "core/connection_tokens.h"
+#include "core/wire_format.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view field(reinterpret_cast<const char*>(data), size);

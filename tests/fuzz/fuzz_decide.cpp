@@ -13,8 +13,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "ka_policy.h"
-#include "ka_tokens.h"
+#include "core/policy.h"
+#include "core/wire_format.h"
+#include "core/connection_tokens.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "ka_policy.h"
-#include "ka_tokens.h"
+#include "core/directive_args.h"
+#include "core/connection_tokens.h"
 
 namespace {
 

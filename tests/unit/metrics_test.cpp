@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "ka_metrics.h"
+#include "core/counters.h"
 
 using keepalive::CloseReason;
 using keepalive::CounterValues;

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "ka_tokens.h"
+#include "core/connection_tokens.h"
 
 using keepalive::httpd_find_token;
 using keepalive::list_has_token;
@@ -61,36 +61,6 @@ TEST(HttpdFindToken, ReproducesCoreMatching) {
     EXPECT_FALSE(httpd_find_token("keep-alive", "close"));
 }
 
-TEST(StripKeepAliveFields, RemovesTheFieldAndTheConnectionElement) {
-    const std::string block =
-        "HTTP/1.1 200 OK\r\n"
-        "Date: x\r\n"
-        "Keep-Alive: timeout=5, max=99\r\n"
-        "Connection: Keep-Alive, close\r\n"
-        "Content-Length: 3\r\n"
-        "\r\n";
-    EXPECT_EQ(keepalive::strip_keep_alive_fields(block, true),
-              "HTTP/1.1 200 OK\r\nDate: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\n");
-    EXPECT_EQ(keepalive::strip_keep_alive_fields(block, false),
-              "HTTP/1.1 200 OK\r\nDate: x\r\nConnection: Keep-Alive, close\r\nContent-Length: 3\r\n\r\n");
-}
-
-TEST(StripKeepAliveFields, DropsAConnectionFieldLeftEmpty) {
-    EXPECT_EQ(keepalive::strip_keep_alive_fields("HTTP/1.0 200 OK\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\n", true),
-              "HTTP/1.0 200 OK\r\n\r\n");
-}
-
-TEST(StripKeepAliveFields, LeavesTheBodyLookalikesAndOtherFieldsAlone) {
-    const std::string block =
-        "HTTP/1.1 200 OK\n"
-        "Keep-Alive-Extra: 1\n"
-        "X-Keep-Alive: 1\n"
-        "Connection: Upgrade\n"
-        "\n"
-        "Keep-Alive: timeout=1\r\nConnection: keep-alive\r\n";
-    EXPECT_EQ(keepalive::strip_keep_alive_fields(block, true), block);
-}
-
 TEST(ScanConnectionTokens, FindsBothTokensBothWaysInOnePass) {
     const auto t = keepalive::scan_connection_tokens("TE, Keep-Alive");
     EXPECT_TRUE(t.keep_alive);
@@ -112,11 +82,3 @@ TEST(ScanConnectionTokens, HttpdsPrefixQuirkIsReportedApart) {
     EXPECT_FALSE(none.close || none.keep_alive || none.httpd_close || none.httpd_keep_alive);
 }
 
-TEST(StripKeepAliveFields, LeavesAPartialBlockAlone) {
-    // The first part of a header block that a filter split: without its
-    // empty line, a field may continue in the next part.
-    const std::string part = "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=2\r\nConnection: Keep-Al";
-    EXPECT_EQ(keepalive::strip_keep_alive_fields(part, true), part);
-    EXPECT_EQ(keepalive::strip_keep_alive_fields("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\n", false),
-              "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\n");
-}

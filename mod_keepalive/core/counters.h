@@ -5,8 +5,8 @@
 // SharedCounters in shared memory, one block per virtual host and one for
 // the total, and every child and thread updates them with atomic adds: no
 // lock on the request path.
-#ifndef MOD_KEEPALIVE_KA_METRICS_H
-#define MOD_KEEPALIVE_KA_METRICS_H
+#ifndef MOD_KEEPALIVE_CORE_COUNTERS_H
+#define MOD_KEEPALIVE_CORE_COUNTERS_H
 
 #include <array>
 #include <atomic>
@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ka_policy.h"
+#include "core/policy.h"
 
 namespace keepalive {
 

@@ -1,4 +1,4 @@
-#include "apache_config.h"
+#include "httpd/config.h"
 
 #include <new>
 #include <string>
@@ -9,9 +9,12 @@
 #include "apr_lib.h"
 #include "apr_strings.h"
 
+#include "core/defaults.h"
+#include "core/directive_args.h"
+
 APLOG_USE_MODULE(keepalive);
 
-namespace keepalive::apache {
+namespace keepalive::httpd {
 namespace {
 
 template <typename T>
@@ -158,7 +161,9 @@ const char* set_sample_interval(cmd_parms* cmd, void*, const char* arg) {
     if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
     apr_interval_time_t value = 0;
     if (const char* err = parse_duration(cmd, arg, &value)) return err;
-    if (value < 1000) return directive_error(cmd, arg, "must be at least 1ms");
+    if (value < keepalive::defaults::kAdaptiveSampleIntervalMinUs) {
+        return directive_error(cmd, arg, "must be at least 1ms");
+    }
     server_config(cmd)->sample_interval = value;
     return nullptr;
 }
@@ -249,7 +254,9 @@ void* merge_server_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
     return merged;
 }
 
-int check_config(apr_pool_t*, apr_pool_t*, apr_pool_t* ptemp, server_rec* main_server) {
+namespace {
+
+int check_advertised_timeouts(apr_pool_t*, apr_pool_t*, apr_pool_t* ptemp, server_rec* main_server) {
     int status = OK;
     for (server_rec* s = main_server; s; s = s->next) {
         const auto* conf = static_cast<const DirConfig*>(ap_get_module_config(s->lookup_defaults, &keepalive_module));
@@ -266,23 +273,34 @@ int check_config(apr_pool_t*, apr_pool_t*, apr_pool_t* ptemp, server_rec* main_s
     return status;
 }
 
+}  // namespace
+
+void register_config_hooks() {
+    ap_hook_check_config(check_advertised_timeouts, nullptr, nullptr, APR_HOOK_MIDDLE);
+}
+
+// Every directive resolved for the request, one line each: its value where
+// a section set it, else the default (core/defaults.h; unset optional
+// values fall back to core's own, in the policy).
 keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition) {
     const auto* dir = static_cast<const DirConfig*>(ap_get_module_config(r->per_dir_config, &keepalive_module));
     const auto* server = static_cast<const ServerConfig*>(ap_get_module_config(r->server->module_config,
                                                                                &keepalive_module));
+    namespace defaults = keepalive::defaults;
     keepalive::Settings s;
-    if (dir->header_mode >= 0) s.header_mode = static_cast<keepalive::HeaderMode>(dir->header_mode);
+    s.header_mode = dir->header_mode >= 0 ? static_cast<keepalive::HeaderMode>(dir->header_mode) : defaults::kHeaderMode;
     if (dir->idle_timeout != kUnset) s.idle_timeout_us = dir->idle_timeout;
     if (dir->advertised_timeout != kUnset) s.advertised_timeout_us = dir->advertised_timeout;
     if (dir->max_lifetime != kUnset) s.max_lifetime_us = dir->max_lifetime;
     if (dir->max_requests >= 0) s.max_requests = dir->max_requests;
-    s.http10 = server->http10 != 0;
-    s.adaptive.enabled = server->adaptive == 1;
-    if (server->shrink_at_permille >= 0) {
-        s.adaptive.shrink_at_permille = server->shrink_at_permille;
-        s.adaptive.close_at_permille = server->close_at_permille;
-    }
-    if (server->adaptive_floor != kUnset) s.adaptive.floor_us = server->adaptive_floor;
+    s.http10 = server->http10 >= 0 ? server->http10 == 1 : defaults::kHttp10;
+    s.adaptive.enabled = server->adaptive >= 0 ? server->adaptive == 1 : defaults::kAdaptive;
+    // KeepAliveAdaptiveThresholds sets both or neither.
+    s.adaptive.shrink_at_permille =
+        server->shrink_at_permille >= 0 ? server->shrink_at_permille : defaults::kAdaptiveShrinkAtPermille;
+    s.adaptive.close_at_permille =
+        server->close_at_permille >= 0 ? server->close_at_permille : defaults::kAdaptiveCloseAtPermille;
+    s.adaptive.floor_us = server->adaptive_floor != kUnset ? server->adaptive_floor : defaults::kAdaptiveFloorUs;
 
     *disabled_by_condition = false;
     if (dir->disable_if) {
@@ -308,7 +326,8 @@ bool policy_is_cores(const request_rec* r) {
 apr_interval_time_t occupancy_sample_interval() {
     const auto* main_conf =
         static_cast<const ServerConfig*>(ap_get_module_config(ap_server_conf->module_config, &keepalive_module));
-    return main_conf->sample_interval != kUnset ? main_conf->sample_interval : apr_time_from_msec(10);
+    return main_conf->sample_interval != kUnset ? main_conf->sample_interval
+                                                : keepalive::defaults::kAdaptiveSampleIntervalUs;
 }
 
-}  // namespace keepalive::apache
+}  // namespace keepalive::httpd

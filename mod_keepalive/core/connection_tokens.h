@@ -1,8 +1,8 @@
 // Parsing of HTTP list fields such as Connection (RFC 9110 section 5.6.1).
 //
 // Part of the policy core: no httpd or APR headers here.
-#ifndef MOD_KEEPALIVE_KA_TOKENS_H
-#define MOD_KEEPALIVE_KA_TOKENS_H
+#ifndef MOD_KEEPALIVE_CORE_CONNECTION_TOKENS_H
+#define MOD_KEEPALIVE_CORE_CONNECTION_TOKENS_H
 
 #include <string>
 #include <string_view>
@@ -41,14 +41,6 @@ ConnectionTokens scan_connection_tokens(std::string_view field);
 // `field` without any element equal to `token` (case-insensitive), the rest
 // rejoined with ", ". Returns an empty string when nothing is left.
 std::string list_without_token(std::string_view field, std::string_view token);
-
-// A serialized HTTP/1.x response header block (status line, CRLF- or
-// LF-terminated fields, an empty line, and possibly body bytes after it)
-// without its Keep-Alive fields and, when `connection_too`, without the
-// keep-alive element of its Connection fields (a field left empty goes too).
-// Nothing after the empty line changes; a block without its empty line (a
-// part of one) comes back unchanged.
-std::string strip_keep_alive_fields(std::string_view block, bool connection_too);
 
 }  // namespace keepalive
 

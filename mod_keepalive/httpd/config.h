@@ -1,19 +1,21 @@
-// mod_keepalive's directives and their per-server and per-directory
-// configuration (Apache adapter: includes httpd headers).
-#ifndef MOD_KEEPALIVE_APACHE_CONFIG_H
-#define MOD_KEEPALIVE_APACHE_CONFIG_H
+// mod_keepalive's directives, their per-server and per-directory
+// configuration, and the settings they resolve to for a request (defaults
+// from core/defaults.h).
+#ifndef MOD_KEEPALIVE_HTTPD_CONFIG_H
+#define MOD_KEEPALIVE_HTTPD_CONFIG_H
 
 #include "httpd.h"
 #include "http_config.h"
 #include "ap_expr.h"
 
-#include "ka_policy.h"
+#include "core/policy.h"
+#include "httpd/version_guard.h"
 
 extern "C" {
 extern module AP_MODULE_DECLARE_DATA keepalive_module;
 }
 
-namespace keepalive::apache {
+namespace keepalive::httpd {
 
 constexpr apr_interval_time_t kUnset = -1;
 
@@ -38,18 +40,19 @@ struct ServerConfig {
     int close_at_permille = -1;
     apr_interval_time_t adaptive_floor = kUnset;   // KeepAliveAdaptiveFloor
     apr_interval_time_t sample_interval = kUnset;  // KeepAliveAdaptiveInterval (main server only)
-    int metrics_slot = 0;  // this server's counters (apache_metrics), set at post_config
+    int metrics_slot = 0;  // this server's counters (shared_counters.cpp), set at post_config
 };
 
+// The module record's configuration entries (module.cpp).
 void* create_dir_config(apr_pool_t* p, char* dir);
 void* merge_dir_config(apr_pool_t* p, void* parent, void* child);
 void* create_server_config(apr_pool_t* p, server_rec* s);
 void* merge_server_config(apr_pool_t* p, void* parent, void* child);
 extern const command_rec directives[];
 
-// Checks that need the whole configuration: a server's advertised timeout
-// against the idle timeout its virtual host ends up with.
-int check_config(apr_pool_t* pconf, apr_pool_t* plog, apr_pool_t* ptemp, server_rec* s);
+// check_config: the checks that need the whole configuration (a server's
+// advertised timeout against the idle timeout its virtual host ends up with).
+void register_config_hooks();
 
 // The module's settings for this request, and whether its KeepAliveDisableIf
 // condition holds.
@@ -64,6 +67,6 @@ bool policy_is_cores(const request_rec* r);
 // How often a child walks the scoreboard for the load-adaptive mode.
 apr_interval_time_t occupancy_sample_interval();
 
-}  // namespace keepalive::apache
+}  // namespace keepalive::httpd
 
 #endif

@@ -1,17 +1,13 @@
-#include "ka_policy.h"
+#include "core/policy.h"
 
 #include <algorithm>
-#include <charconv>
-#include <cstring>
 
-#include "ka_tokens.h"
+#include "core/connection_tokens.h"
 
 namespace keepalive {
 namespace {
 
 constexpr std::int64_t kMicrosPerSecond = 1000000;
-constexpr std::int64_t kMaxSeconds = 2147483647;  // timeout= must fit an int
-constexpr std::int64_t kMaxRequestCount = 2147483647;
 
 // httpd's ap_status_drops_connection(): after these the request stream can no
 // longer be trusted, so core closes whatever the configuration says.
@@ -91,7 +87,6 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
     return CloseReason::None;
 }
 
-std::string format_ms(std::int64_t microseconds) { return std::to_string(microseconds / 1000) + "ms"; }
 
 }  // namespace
 
@@ -119,94 +114,6 @@ const char* reason_name(CloseReason reason) {
         case CloseReason::ClientGone: return "client-gone";
     }
     return "unknown";
-}
-
-std::string_view Decision::connection_header() const {
-    switch (verdict) {
-        case Verdict::Keep: return "Keep-Alive";
-        case Verdict::Close: return "close";
-        case Verdict::NotApplicable: break;
-    }
-    return {};
-}
-
-namespace {
-
-// Writers for the two formatters below, whose buffers are sized for the
-// longest output (static_asserts there), so they need no bounds checks; a
-// copy of known length compiles to a few moves.
-template <std::size_t N>
-char* put(char* out, const char (&text)[N]) {
-    std::memcpy(out, text, N - 1);
-    return out + N - 1;
-}
-
-constexpr std::size_t kMaxIntDigits = 11;  // "-2147483648"
-
-constexpr char kDigitPairs[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-
-// Most timeouts and request budgets have one or two digits.
-inline char* put(char* out, int value) {
-    if (value >= 0 && value < 10) {
-        *out = static_cast<char>('0' + value);
-        return out + 1;
-    }
-    if (value >= 10 && value < 100) {
-        std::memcpy(out, &kDigitPairs[2 * value], 2);
-        return out + 2;
-    }
-    return std::to_chars(out, out + kMaxIntDigits, value).ptr;
-}
-
-}  // namespace
-
-std::size_t format_keep_alive_value(const Decision& d, char (&value)[kKeepAliveValueSize]) {
-    static_assert(kKeepAliveValueSize > sizeof("timeout=, max=") + 2 * kMaxIntDigits);
-    char* out = value;
-    if (d.keep()) {
-        out = put(put(out, "timeout="), d.advertised_timeout_s);
-        if (d.max_remaining >= 0) out = put(put(out, ", max="), d.max_remaining);
-    }
-    *out = '\0';
-    return static_cast<std::size_t>(out - value);
-}
-
-std::size_t format_keep_alive_fields(const Decision& d, char (&fields)[kKeepAliveFieldsSize]) {
-    // The longest fields, and the CRLF that ends a header block after them
-    // (the adapter writes both into a buffer of this size).
-    static_assert(kKeepAliveFieldsSize >= sizeof("Keep-Alive: timeout=, max=") - 1 + 2 * kMaxIntDigits +
-                                              sizeof("\r\nConnection: Keep-Alive\r\n") - 1 + 2);
-    if (!d.keep()) return 0;
-    char* out = put(put(fields, "Keep-Alive: timeout="), d.advertised_timeout_s);
-    if (d.max_remaining >= 0) out = put(put(out, ", max="), d.max_remaining);
-    out = put(out, "\r\nConnection: Keep-Alive\r\n");
-    return static_cast<std::size_t>(out - fields);
-}
-
-std::string Decision::keep_alive_header() const {
-    char value[kKeepAliveValueSize];
-    const std::size_t length = format_keep_alive_value(*this, value);
-    return std::string(value, length);
-}
-
-std::size_t format_outcome_note(const Decision& d, bool kept, char (&note)[kOutcomeNoteSize]) {
-    static_assert(kOutcomeNoteSize > sizeof("keep timeout= max=") + 2 * kMaxIntDigits);
-    char* out = note;
-    if (kept) {
-        out = put(put(out, "keep timeout="), d.advertised_timeout_s);
-        if (d.max_remaining >= 0) out = put(put(out, " max="), d.max_remaining);
-    } else {
-        const char* reason = reason_name(d.reason);
-        const std::size_t length = std::min(std::strlen(reason), kOutcomeNoteSize - sizeof("close "));
-        out = put(out, "close ");
-        std::memcpy(out, reason, length);
-        out += length;
-    }
-    *out = '\0';
-    return static_cast<std::size_t>(out - note);
 }
 
 Decision decide(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& facts) {
@@ -238,51 +145,6 @@ Decision decide(const ConnectionLimits& limits, const Settings& settings, const 
         case HeaderMode::Never: d.send_header = false; break;
     }
     return d;
-}
-
-std::optional<std::string> check_timeout(std::int64_t microseconds) {
-    if (microseconds < 0) return std::string("must not be negative");
-    if (microseconds / kMicrosPerSecond > kMaxSeconds) return "must be at most " + std::to_string(kMaxSeconds) + "s";
-    return std::nullopt;
-}
-
-std::optional<std::string> check_lifetime(std::int64_t microseconds) { return check_timeout(microseconds); }
-
-std::optional<std::string> check_advertised_timeout(std::int64_t advertised_us, std::int64_t idle_us) {
-    if (advertised_us <= idle_us) return std::nullopt;
-    return "advertised " + format_ms(advertised_us) + " is above the idle timeout the server enforces (" +
-           format_ms(idle_us) + "): clients would be told to wait longer than the server does";
-}
-
-std::optional<int> parse_request_count(std::string_view text) {
-    if (text.empty() || text.size() > 10) return std::nullopt;
-    std::int64_t value = 0;
-    for (char c : text) {
-        if (c < '0' || c > '9') return std::nullopt;
-        value = value * 10 + (c - '0');
-    }
-    if (value > kMaxRequestCount) return std::nullopt;
-    return static_cast<int>(value);
-}
-
-std::optional<int> parse_percentage(std::string_view text) {
-    if (!text.empty() && text.back() == '%') text.remove_suffix(1);
-    const auto value = parse_request_count(text);
-    if (!value || *value > 100) return std::nullopt;
-    return *value * 10;
-}
-
-std::optional<std::string> check_adaptive_thresholds(int shrink_at_permille, int close_at_permille) {
-    if (shrink_at_permille < close_at_permille) return std::nullopt;
-    return "the occupancy where idle timeouts start to shrink (" + std::to_string(shrink_at_permille / 10) +
-           "%) must be below the one where connections are closed (" + std::to_string(close_at_permille / 10) + "%)";
-}
-
-std::optional<HeaderMode> parse_header_mode(std::string_view text) {
-    if (ascii_iequals(text, "Always")) return HeaderMode::Always;
-    if (ascii_iequals(text, "OnRequest")) return HeaderMode::OnRequest;
-    if (ascii_iequals(text, "Never")) return HeaderMode::Never;
-    return std::nullopt;
 }
 
 }  // namespace keepalive

@@ -1,12 +1,13 @@
-#include "apache_load.h"
+#include "httpd/load.h"
 
 #include <algorithm>
 #include <atomic>
 
+#include "http_config.h"
 #include "ap_mpm.h"
 #include "scoreboard.h"
 
-namespace keepalive::apache {
+namespace keepalive::httpd {
 namespace {
 
 int server_limit = 0;       // scoreboard slots for processes
@@ -66,8 +67,7 @@ int query(int what) {
     return ap_mpm_query(what, &value) == APR_SUCCESS ? value : 0;
 }
 
-}  // namespace
-
+// child_init: the MPM's limits, read once per child.
 void load_child_init(apr_pool_t*, server_rec*) {
     server_limit = query(AP_MPMQ_HARD_LIMIT_DAEMONS);
     const int threads = query(AP_MPMQ_MAX_THREADS);
@@ -75,6 +75,10 @@ void load_child_init(apr_pool_t*, server_rec*) {
     capacity = query(AP_MPMQ_MAX_DAEMONS) * threads_per_child;
     generation = query(AP_MPMQ_GENERATION);
 }
+
+}  // namespace
+
+void register_load_hooks() { ap_hook_child_init(load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE); }
 
 int worker_occupancy(apr_time_t now, apr_interval_time_t interval) {
     apr_time_t due = next_sample_at.load(std::memory_order_relaxed);
@@ -84,4 +88,4 @@ int worker_occupancy(apr_time_t now, apr_interval_time_t interval) {
     return last_occupancy.load(std::memory_order_relaxed);
 }
 
-}  // namespace keepalive::apache
+}  // namespace keepalive::httpd

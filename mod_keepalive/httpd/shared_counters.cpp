@@ -1,4 +1,4 @@
-#include "apache_metrics.h"
+#include "httpd/shared_counters.h"
 
 #include <algorithm>
 #include <cstring>
@@ -10,17 +10,15 @@
 #include "http_core.h"
 #include "http_log.h"
 #include "http_main.h"
-#include "http_protocol.h"
-#include "mod_status.h"
 #include "apr_shm.h"
 #include "apr_strings.h"
 
-#include "apache_config.h"
-#include "ka_metrics.h"
+#include "httpd/config.h"
+#include "core/counters.h"
 
 APLOG_USE_MODULE(keepalive);
 
-namespace keepalive::apache {
+namespace keepalive::httpd {
 namespace {
 
 constexpr const char kRetainedKey[] = "mod_keepalive metrics";
@@ -105,36 +103,9 @@ ServerConfig* server_config(const server_rec* s) {
     return static_cast<ServerConfig*>(ap_get_module_config(s->module_config, &keepalive_module));
 }
 
-CounterValues total_values() { return slots ? slots[0].counters.load() : CounterValues{}; }
-
-// Every virtual host's block once, in configuration order.
-std::vector<NamedValues> vhost_values() {
-    std::vector<NamedValues> out;
-    std::vector<int> seen;
-    for (const server_rec* s = ap_server_conf; s && slots; s = s->next) {
-        const int slot = server_config(s)->metrics_slot;
-        if (slot <= 0 || std::find(seen.begin(), seen.end(), slot) != seen.end()) continue;
-        seen.push_back(slot);
-        out.push_back({slots[slot].name, slots[slot].counters.load()});
-    }
-    return out;
-}
-
-bool wants_json(const request_rec* r) {
-    if (!r->args) return false;
-    for (const char* p = r->args; *p;) {
-        const char* end = std::strchr(p, '&');
-        const std::size_t n = end ? static_cast<std::size_t>(end - p) : std::strlen(p);
-        if (n == 11 && std::strncmp(p, "format=json", 11) == 0) return true;
-        if (!end) break;
-        p = end + 1;
-    }
-    return false;
-}
-
-}  // namespace
-
-int metrics_post_config(apr_pool_t*, apr_pool_t*, server_rec* main_server) {
+// post_config, in the parent: creates (first start) or finds again
+// (graceful restart) the shared counters and gives every server its block.
+int metrics_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_server) {
     std::uint32_t servers = 0;
     for (const server_rec* s = main_server; s; s = s->next) ++servers;
     // Room for the total, every server, and as many again for servers that a
@@ -155,6 +126,27 @@ int metrics_post_config(apr_pool_t*, apr_pool_t*, server_rec* main_server) {
     return OK;
 }
 
+}  // namespace
+
+void register_shared_counter_hooks() {
+    ap_hook_post_config(metrics_post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+}
+
+CounterValues total_values() { return slots ? slots[0].counters.load() : CounterValues{}; }
+
+// Every virtual host's block once, in configuration order.
+std::vector<NamedValues> vhost_values() {
+    std::vector<NamedValues> out;
+    std::vector<int> seen;
+    for (const server_rec* s = ap_server_conf; s && slots; s = s->next) {
+        const int slot = server_config(s)->metrics_slot;
+        if (slot <= 0 || std::find(seen.begin(), seen.end(), slot) != seen.end()) continue;
+        seen.push_back(slot);
+        out.push_back({slots[slot].name, slots[slot].counters.load()});
+    }
+    return out;
+}
+
 int metrics_slot(const server_rec* s) { return server_config(s)->metrics_slot; }
 
 void count_response(int slot, bool kept) {
@@ -169,59 +161,4 @@ void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t
     if (slot > 0) slots[slot].counters.count_connection_end(reason, requests_served);
 }
 
-int metrics_handler(request_rec* r) {
-    // Runs for every request: the first letter turns away nearly all.
-    if (!r->handler || r->handler[0] != 'k' || std::strcmp(r->handler, "keepalive-status") != 0) return DECLINED;
-    r->allowed = AP_METHOD_BIT << M_GET;
-    r->allowed_methods->method_mask = AP_METHOD_BIT << M_GET;
-    if (r->method_number != M_GET) return HTTP_METHOD_NOT_ALLOWED;
-
-    const CounterValues total = total_values();
-    const std::vector<NamedValues> vhosts = vhost_values();
-    std::string body;
-    if (wants_json(r)) {
-        ap_set_content_type(r, "application/json");
-        body = render_json(total, vhosts);
-    } else {
-        ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
-        body = render_prometheus(total, vhosts);
-    }
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    ap_set_content_length(r, static_cast<apr_off_t>(body.size()));
-    if (!r->header_only) ap_rwrite(body.data(), static_cast<int>(body.size()), r);
-    return OK;
-}
-
-int metrics_status_section(request_rec* r, int flags) {
-    const CounterValues total = total_values();
-    if (flags & AP_STATUS_SHORT) {
-        ap_rputs(render_status_auto(total).c_str(), r);
-        return OK;
-    }
-    ap_rputs("<hr />\n<h2>mod_keepalive</h2>\n", r);
-    ap_rprintf(r, "<p>%" APR_UINT64_T_FMT " requests decided: %" APR_UINT64_T_FMT " kept the connection, %"
-                  APR_UINT64_T_FMT " closed it. %" APR_UINT64_T_FMT " connections closed, %.2f requests each "
-                  "on average.</p>\n",
-               total.requests, total.responses_keep, total.responses_close, total.requests_per_connection_count,
-               total.requests_per_connection_count
-                   ? static_cast<double>(total.requests_per_connection_sum) /
-                         static_cast<double>(total.requests_per_connection_count)
-                   : 0.0);
-    ap_rputs("<table border=\"0\"><tr><th>Connections closed because</th><th>Count</th></tr>\n", r);
-    for (std::size_t i = 1; i < kCloseReasonCount; ++i) {
-        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td></tr>\n",
-                   keepalive::reason_name(static_cast<keepalive::CloseReason>(i)), total.connections_closed[i]);
-    }
-    ap_rputs("</table>\n<table border=\"0\"><tr><th>Virtual host</th><th>Requests</th><th>Kept</th>"
-             "<th>Closed</th></tr>\n", r);
-    for (const NamedValues& v : vhost_values()) {
-        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td><td>%"
-                      APR_UINT64_T_FMT "</td></tr>\n",
-                   ap_escape_html(r->pool, v.name.c_str()), v.values.requests, v.values.responses_keep,
-                   v.values.responses_close);
-    }
-    ap_rputs("</table>\n", r);
-    return OK;
-}
-
-}  // namespace keepalive::apache
+}  // namespace keepalive::httpd

@@ -1,4 +1,4 @@
-#include "ka_tokens.h"
+#include "core/connection_tokens.h"
 
 namespace keepalive {
 namespace {
@@ -34,13 +34,6 @@ void for_each_element(std::string_view field, Visit visit) {
         start = i + 1;
     }
 }
-
-// `line` (one field, with its line ending) starts with `name` and a colon.
-bool is_field(std::string_view line, std::string_view name) {
-    return line.size() > name.size() && line[name.size()] == ':' && ascii_iequals(line.substr(0, name.size()), name);
-}
-
-bool is_blank_line(std::string_view line) { return line == "\n" || line == "\r\n"; }
 
 }  // namespace
 
@@ -133,48 +126,6 @@ std::string list_without_token(std::string_view field, std::string_view token) {
         kept.append(element.data(), element.size());
     });
     return kept;
-}
-
-std::string strip_keep_alive_fields(std::string_view block, bool connection_too) {
-    std::string out;
-    out.reserve(block.size());
-    bool in_fields = true;
-    for (std::size_t start = 0; start < block.size();) {
-        const std::size_t newline = block.find('\n', start);
-        const std::size_t next = newline == std::string_view::npos ? block.size() : newline + 1;
-        const std::string_view line = block.substr(start, next - start);
-        const bool is_status_line = start == 0;
-        start = next;
-        if (!in_fields || is_status_line) {
-            out += line;
-            continue;
-        }
-        if (is_blank_line(line)) {
-            in_fields = false;
-        } else if (is_field(line, "Keep-Alive")) {
-            continue;
-        } else if (connection_too && is_field(line, "Connection")) {
-            std::string_view value = line.substr(sizeof("Connection:") - 1);
-            std::size_t ending = 0;
-            if (!value.empty() && value.back() == '\n') ending = value.size() >= 2 && value[value.size() - 2] == '\r' ? 2 : 1;
-            const std::string_view line_end = value.substr(value.size() - ending);
-            value.remove_suffix(ending);
-            if (list_has_token(value, "keep-alive")) {
-                const std::string rest = list_without_token(value, "keep-alive");
-                if (!rest.empty()) {
-                    out += "Connection: ";
-                    out += rest;
-                    out += line_end;
-                }
-                continue;
-            }
-        }
-        out += line;
-    }
-    // No empty line: only part of a block (a filter upstream split it).
-    // Rewriting it could cut a field in two; leave it as it came.
-    if (in_fields) return std::string(block);
-    return out;
 }
 
 }  // namespace keepalive

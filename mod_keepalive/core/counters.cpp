@@ -1,4 +1,4 @@
-#include "ka_metrics.h"
+#include "core/counters.h"
 
 #include <cstdio>
 

@@ -1,57 +1,53 @@
 // The keep-alive policy: value types in, one decision out.
 //
 // This is where every rule lives. It includes no httpd or APR header, so the
-// unit tests drive it directly; the Apache adapter (mod_keepalive.cpp) only
-// gathers the facts below from request_rec/conn_rec and applies the decision.
-#ifndef MOD_KEEPALIVE_KA_POLICY_H
-#define MOD_KEEPALIVE_KA_POLICY_H
+// unit tests and fuzzers drive it directly; the httpd adapter
+// (mod_keepalive/httpd/) only gathers the facts below from request_rec and
+// conn_rec and makes httpd carry the decision out.
+#ifndef MOD_KEEPALIVE_CORE_POLICY_H
+#define MOD_KEEPALIVE_CORE_POLICY_H
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "core/defaults.h"
+
 namespace keepalive {
 
 // Core's per-server values as they apply to the request's virtual host:
 // KeepAlive, KeepAliveTimeout (as the MPM enforces it) and MaxKeepAliveRequests.
 struct ConnectionLimits {
-    bool keep_alive = true;                   // KeepAlive On|Off
-    std::int64_t idle_timeout_us = 5000000;  // the idle wait the MPM enforces
-    int max_requests = 100;                   // MaxKeepAliveRequests; 0 = unlimited
+    bool keep_alive = true;  // KeepAlive On|Off
+    std::int64_t idle_timeout_us = defaults::kCoreIdleTimeoutUs;  // the idle wait the MPM enforces
+    int max_requests = defaults::kCoreMaxRequests;                // MaxKeepAliveRequests; 0 = unlimited
     // Whether the server can wait a different time after each response
     // (prefork, worker: the socket timeout) or only the virtual host's
     // (event: one keep-alive queue per timeout, fixed at start-up).
     bool per_response_idle_timeout = true;
 };
 
-// When the Keep-Alive header is sent on a persistent response.
-enum class HeaderMode {
-    Always,     // on every persistent HTTP/1.x response (the module's default)
-    OnRequest,  // only when the request carried the keep-alive token (core's way)
-    Never,
-};
-
 // The load-adaptive mode (KeepAliveAdaptive): as worker occupancy rises past
 // shrink_at the idle timeout shrinks linearly toward floor, reached at
 // close_at; from close_at on, responses close their connection.
 struct AdaptiveSettings {
-    bool enabled = false;
-    int shrink_at_permille = 500;
-    int close_at_permille = 750;
-    std::int64_t floor_us = 2000000;
+    bool enabled = defaults::kAdaptive;
+    int shrink_at_permille = defaults::kAdaptiveShrinkAtPermille;
+    int close_at_permille = defaults::kAdaptiveCloseAtPermille;
+    std::int64_t floor_us = defaults::kAdaptiveFloorUs;
 };
 
 // mod_keepalive's own directives, merged for the request. Unset values fall
 // back to core's (ConnectionLimits), so with none set nothing changes but
 // the header.
 struct Settings {
-    HeaderMode header_mode = HeaderMode::Always;
+    HeaderMode header_mode = defaults::kHeaderMode;
     std::optional<std::int64_t> idle_timeout_us;        // KeepAliveIdleTimeout
     std::optional<std::int64_t> advertised_timeout_us;  // KeepAliveAdvertisedTimeout
     std::optional<int> max_requests;                    // KeepAliveMaxRequests
     std::optional<std::int64_t> max_lifetime_us;        // KeepAliveMaxLifetime
-    bool http10 = true;                                 // KeepAliveHTTP10
+    bool http10 = defaults::kHttp10;                    // KeepAliveHTTP10
     AdaptiveSettings adaptive;                          // KeepAliveAdaptive*
 };
 
@@ -132,50 +128,17 @@ struct Decision {
 
     bool keep() const { return verdict == Verdict::Keep; }
 
+    // For tests and tools; the request path uses wire_format.h's writers.
     // "timeout=5, max=99" (or "timeout=5" when unlimited); empty unless the
     // connection is kept, whether or not send_header says to send it.
-    // Formatted on demand: core prints the header from these fields itself.
     std::string keep_alive_header() const;
     // "Keep-Alive" or "close"; empty when not applicable.
     std::string_view connection_header() const;
 };
 
-// The Keep-Alive field value, "timeout=5, max=99" (or "timeout=5" when
-// unlimited), written into `out` without allocating; NUL-terminated; returns
-// the length (0 unless the decision keeps the connection).
-constexpr std::size_t kKeepAliveValueSize = 48;
-std::size_t format_keep_alive_value(const Decision& d, char (&out)[kKeepAliveValueSize]);
-
-// The two header fields core writes on a kept response to a client that sent
-// the token, serialized for a header block:
-// "Keep-Alive: timeout=5, max=99\r\nConnection: Keep-Alive\r\n". Written into
-// `out` without allocating; returns the length (0 unless the decision keeps
-// the connection), which leaves room for 2 more bytes. Not NUL-terminated.
-constexpr std::size_t kKeepAliveFieldsSize = 96;
-std::size_t format_keep_alive_fields(const Decision& d, char (&out)[kKeepAliveFieldsSize]);
-
-// What the module notes for the access log and the trace log about one
-// response, given whether the connection was kept: "keep timeout=5 max=99",
-// "keep timeout=5" (unlimited), or "close budget-reached". Writes into `out`
-// without allocating; always NUL-terminated; returns the length.
-constexpr std::size_t kOutcomeNoteSize = 64;
-std::size_t format_outcome_note(const Decision& d, bool kept, char (&out)[kOutcomeNoteSize]);
-
 // The decision for one response. Pure and cheap: no allocation.
 Decision decide(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& facts);
 
-// Directive arguments. Each returns an error message naming the problem, or
-// nothing when the value is acceptable.
-std::optional<std::string> check_timeout(std::int64_t microseconds);
-std::optional<std::string> check_lifetime(std::int64_t microseconds);
-std::optional<std::string> check_advertised_timeout(std::int64_t advertised_us, std::int64_t idle_us);
-// "0".."2147483647", digits only; nothing on anything else.
-std::optional<int> parse_request_count(std::string_view text);
-std::optional<HeaderMode> parse_header_mode(std::string_view text);
-// "60%" or "60": a whole percentage from 0 to 100, as permille.
-std::optional<int> parse_percentage(std::string_view text);
-std::optional<std::string> check_adaptive_thresholds(int shrink_at_permille, int close_at_permille);
-
 }  // namespace keepalive
 
-#endif
+#endif  // MOD_KEEPALIVE_CORE_POLICY_H

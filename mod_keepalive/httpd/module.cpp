@@ -1,0 +1,88 @@
+// mod_keepalive's module record, and where each part of the adapter
+// registers its hooks. Each file owns one concern and registers its own:
+//
+//   config.cpp              the directives; check_config: advertised
+//                           timeouts against what each vhost enforces
+//   header_takeover_24.cpp  the module's HTTP_HEADER in core's place (httpd
+//                           2.4's keep-alive decision has no hook), the
+//                           KEEPALIVE_STRIP filter; check_config: no other
+//                           module holds HTTP_HEADER
+//   policy_path.cpp         inside HTTP_HEADER, before core decides: core
+//                           alone, or the policy first
+//   observe.cpp             KEEPALIVE_OBSERVE, after core decided: judge,
+//                           write the Keep-Alive fields, record
+//   connection.cpp          pre_connection: the connection's state;
+//                           create_request: the idle wait before each
+//                           request; post_config: how the MPM waits
+//   shared_counters.cpp     post_config: the counters in shared memory
+//   metrics_endpoint.cpp    handler: keepalive-status; mod_status's section
+//   load.cpp                child_init: the MPM's limits, for the
+//                           load-adaptive mode's occupancy
+//
+// docs/design.md explains the design and its risks.
+
+#include "httpd.h"
+#include "http_config.h"
+
+#include "httpd/config.h"
+#include "httpd/connection.h"
+#include "httpd/header_takeover_24.h"
+#include "httpd/load.h"
+#include "httpd/metrics_endpoint.h"
+#include "httpd/observe.h"
+#include "httpd/shared_counters.h"
+#include "httpd/version_guard.h"
+
+#ifndef MOD_KEEPALIVE_VERSION
+#error "MOD_KEEPALIVE_VERSION must be defined by the build (see Makefile)"
+#endif
+
+namespace keepalive::httpd {
+namespace {
+
+// post_config: "mod_keepalive/VERSION" in the Server banner; httpd shows
+// module components only with "ServerTokens Full", so the admin decides.
+int add_version_component(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_rec*) {
+    ap_add_version_component(pconf, "mod_keepalive/" MOD_KEEPALIVE_VERSION);
+    return OK;
+}
+
+void register_hooks(apr_pool_t*) {
+    ap_hook_post_config(add_version_component, nullptr, nullptr, APR_HOOK_MIDDLE);
+    register_config_hooks();
+    register_header_takeover_hooks();
+    register_observe_hooks();
+    register_connection_hooks();
+    register_shared_counter_hooks();
+    register_metrics_endpoint_hooks();
+    register_load_hooks();
+}
+
+}  // namespace
+}  // namespace keepalive::httpd
+
+extern "C" {
+// STANDARD20_MODULE_STUFF spelled out, for the name: httpd names a module
+// after the source file that declares it (__FILE__, less its directory), and
+// that name is what <IfModule mod_keepalive.c>, mod_info and "apache2 -M"
+// know it by. Apache modules are C files, and admins write the ".c" form.
+__attribute__((visibility("default"))) module AP_MODULE_DECLARE_DATA keepalive_module = {
+    MODULE_MAGIC_NUMBER_MAJOR,
+    MODULE_MAGIC_NUMBER_MINOR,
+    -1,
+    "mod_keepalive.c",
+    nullptr,
+    nullptr,
+    MODULE_MAGIC_COOKIE,
+    nullptr,
+    keepalive::httpd::create_dir_config,
+    keepalive::httpd::merge_dir_config,
+    keepalive::httpd::create_server_config,
+    keepalive::httpd::merge_server_config,
+    keepalive::httpd::directives,
+    keepalive::httpd::register_hooks,
+    // Every virtual host gets its own server config, even without a directive
+    // of this module: it carries the host's counter block (shared_counters.cpp).
+    AP_MODULE_FLAG_ALWAYS_MERGE,
+};
+}

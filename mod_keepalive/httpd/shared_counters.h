@@ -1,0 +1,33 @@
+// The counters in shared memory: one block per virtual host and one for the
+// whole server, updated by every child and thread with atomic adds (no lock
+// on the request path), and kept across graceful restarts.
+#ifndef MOD_KEEPALIVE_HTTPD_SHARED_COUNTERS_H
+#define MOD_KEEPALIVE_HTTPD_SHARED_COUNTERS_H
+
+#include <cstdint>
+#include <vector>
+
+#include "httpd.h"
+
+#include "core/counters.h"
+#include "core/policy.h"
+#include "httpd/version_guard.h"
+
+namespace keepalive::httpd {
+
+void register_shared_counter_hooks();
+
+// The block index for a server, as assigned at post_config.
+int metrics_slot(const server_rec* s);
+
+void count_response(int slot, bool kept);
+void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t requests_served);
+
+// The whole server's counters, and every virtual host's once, in
+// configuration order.
+CounterValues total_values();
+std::vector<NamedValues> vhost_values();
+
+}  // namespace keepalive::httpd
+
+#endif  // MOD_KEEPALIVE_HTTPD_SHARED_COUNTERS_H
