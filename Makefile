@@ -46,6 +46,14 @@ CXXFLAGS ?= -O2 -g
 LDFLAGS  ?= -Wl,-z,relro -Wl,-z,now
 WARNINGS := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Werror
 CXXSTD   := -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden
+# The module is linked with link-time optimization, so that splitting the
+# sources into a file per concern costs nothing per request: the request
+# path's small helpers are inlined across files as they were within one
+# (bench/cost.py: without it the policy path costs about 95 instructions more
+# per request). Fat objects keep the core library usable by links without it
+# (unit tests, the decision benchmark); gcc-ar indexes LTO objects.
+LTO_FLAGS := -flto=auto -ffat-lto-objects
+CORE_AR   := gcc-ar
 DEFINES  := -DMOD_KEEPALIVE_VERSION=\"$(VERSION)\"
 
 # mod_keepalive/core/ is the policy core: built without any httpd or APR
@@ -88,23 +96,23 @@ deps-deb:
 
 $(CORE_OBJECTS): $(OBJ)/%.o: %.cpp
 	@mkdir -p $(@D)
-	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(SOURCE_INCLUDES) -MMD -MP -c $< -o $@
+	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(LTO_FLAGS) $(WARNINGS) $(SOURCE_INCLUDES) -MMD -MP -c $< -o $@
 
 $(CORE_LIB): $(CORE_OBJECTS)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(CORE_AR) rcs $@ $^
 
 $(ADAPTER_OBJECTS): $(OBJ)/%.o: %.cpp
 	@test -n "$(APXS_INCLUDEDIR)" || { echo "apxs not found: run 'make deps' (Debian package apache2-dev)" >&2; exit 1; }
 	@mkdir -p $(@D)
-	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(WARNINGS) $(DEFINES) $(SOURCE_INCLUDES) $(addprefix -isystem ,$(filter-out -I.,$(patsubst -I%,%,$(filter -I%,$(HTTPD_CPPFLAGS))))) \
+	$(CXX) $(CXXSTD) $(CPPFLAGS) $(CXXFLAGS) $(LTO_FLAGS) $(WARNINGS) $(DEFINES) $(SOURCE_INCLUDES) $(addprefix -isystem ,$(filter-out -I.,$(patsubst -I%,%,$(filter -I%,$(HTTPD_CPPFLAGS))))) \
 	    $(filter-out -I%,$(HTTPD_CPPFLAGS)) -MMD -MP -c $< -o $@
 
 # The adapter carries the version, read from debian/changelog.
 $(ADAPTER_OBJECTS): debian/changelog
 
 $(MODULE_SO): $(ADAPTER_OBJECTS) $(CORE_LIB)
-	$(CXX) -shared $(CXXFLAGS) $(LDFLAGS) -Wl,--as-needed -o $@ $^
+	$(CXX) -shared $(CXXFLAGS) $(LTO_FLAGS) $(LDFLAGS) -Wl,--as-needed -o $@ $^
 
 $(OBJ)/tests/unit/%.o: tests/unit/%.cpp
 	@mkdir -p $(@D)
