@@ -6,10 +6,13 @@ import time
 
 import pytest
 
-from harness import (FORGED_CONFIG, FORGED_VALUE, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive)
+from tests.harness.configs import FORGED_CONFIG, FORGED_VALUE
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 

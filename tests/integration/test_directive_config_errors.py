@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from harness import configtest_mpm
-from httpd import HttpdServer
+from tests.harness.httpd import HttpdServer
+from tests.harness.servers import configtest_mpm
 
 VHOST = """\
 <VirtualHost 127.0.0.1:@PORT@>

@@ -2,10 +2,13 @@
 
 import pytest
 
-from harness import (STREAM_CONFIG, STREAM_FILES, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive)
+from tests.harness.configs import STREAM_CONFIG, STREAM_FILES
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,14 @@
 
 import pytest
 
-from harness import (RATE_LIMITED_CONFIG, STREAM_CONFIG, STREAM_FILES, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive)
+from tests.harness.configs import (RATE_LIMITED_CONFIG, STREAM_CONFIG,
+                                   STREAM_FILES)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 

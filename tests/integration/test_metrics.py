@@ -32,9 +32,10 @@ from html import unescape as html_unescape
 
 import pytest
 
-from harness import serve
-from httpd import HttpdServer
-from rawhttp import ConnectionClosed, RawConnection, build_request
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import (ConnectionClosed, RawConnection,
+                                   build_request)
+from tests.harness.servers import serve
 
 METRICS = "metrics.test"        # the vhost every scrape goes to
 STATUS_PATH = "/ka-status"

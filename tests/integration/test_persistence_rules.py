@@ -11,12 +11,14 @@ KeepAliveTimeout 5 and MaxKeepAliveRequests 100 only.
 
 import pytest
 
-from harness import (FORGED_VALUE, STREAM_LUA, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive,
-                     assert_still_open, cgi_directory_config, cgi_module,
-                     serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive, assert_still_open)
+from tests.harness.configs import (FORGED_VALUE, STREAM_LUA,
+                                   cgi_directory_config, cgi_module)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 

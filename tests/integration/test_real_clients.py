@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import serve
-from httpd import HttpdServer
+from tests.harness.httpd import HttpdServer
+from tests.harness.servers import serve
+from tests.harness.wrk import parse_wrk
 
 TIMEOUT = 3          # KeepAliveTimeout: the hint every client is given
 BUDGET = 100         # MaxKeepAliveRequests on the main port
@@ -368,9 +369,9 @@ def test_wrk_reuses_its_connections_without_errors(server):
     out = "%s\nexit %s\n%s%s" % (" ".join(args), proc.returncode, proc.stdout,
                                  proc.stderr)
     assert proc.returncode == 0, out
-    m = re.search(r"^\s*(\d+) requests in ", proc.stdout, re.MULTILINE)
-    assert m, out
-    count = int(m.group(1))
+    summary = parse_wrk(proc.stdout)
+    assert summary["ok"], out
+    count = summary["requests"]
     assert count > 100, out
     assert "Socket errors" not in proc.stdout, out
     assert "Non-2xx or 3xx responses" not in proc.stdout, out
