@@ -183,7 +183,9 @@ class HttpdServer:
     keepalive: (KeepAlive, KeepAliveTimeout, MaxKeepAliveRequests) of the
         main server, written verbatim.
     extra_config: text appended at the end (vhosts, <Location>s, ...).
-    extra_modules: module names (e.g. "lua") to load in addition.
+    extra_modules: module names (e.g. "lua") to load in addition, or
+        (name, path) pairs for modules built elsewhere (LoadModule
+        name_module path); all are loaded before mod_keepalive.
     files: {path relative to the server directory: bytes} written before
         start (e.g. scripts referenced by extra_config).
     port: listen on this port instead of a free one picked at start.
@@ -291,7 +293,10 @@ class HttpdServer:
             self._module_line("headers"),
         ]
         for mod in self.extra_modules:
-            lines.append(self._module_line(mod))
+            if isinstance(mod, tuple):
+                lines.append('LoadModule %s_module "%s"' % mod)
+            else:
+                lines.append(self._module_line(mod))
         if self.http2:
             lines.append(self._module_line("http2"))
         if self.module_path is not None:
@@ -352,17 +357,19 @@ class HttpdServer:
             if p != self.port and p not in self.extra_ports:
                 self.extra_ports.append(p)
 
-    def configtest(self):
+    def configtest(self, *defines):
         """Generate the directory and configuration without starting, run
-        ``apache2 -t`` on it and return the CompletedProcess (output in
-        .stdout and .stderr).  Call cleanup() afterwards."""
+        ``apache2 -t`` on it (with ``-D NAME`` for each of ``defines``, e.g.
+        DUMP_MODULES) and return the CompletedProcess (output in .stdout
+        and .stderr).  Call cleanup() afterwards."""
         if self.dir is None:
             self._make_dirs()
         self._pick_ports()
         self.conf_path.write_text(self.config_text())
         os.chmod(self.conf_path, 0o644)
         return subprocess.run(
-            [APACHE_BIN, "-t", "-f", str(self.conf_path), "-d", str(self.dir)],
+            [APACHE_BIN, "-t", "-f", str(self.conf_path), "-d", str(self.dir)]
+            + [arg for name in defines for arg in ("-D", name)],
             stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=30, env=self._env())
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.httpd import DEFAULT_MODULE, HttpdStartError
+from tests.harness.httpd import DEFAULT_MODULE, HttpdServer, HttpdStartError
 
 ALL_MPMS = ("prefork", "worker", "event")
 
@@ -75,3 +75,32 @@ def configtest_mpm():
     """The one MPM the configtest-only tests run under: event if selected."""
     mpms = selected_mpms()
     return "event" if "event" in mpms else mpms[0]
+
+
+def run_configtest(module_path, config, keepalive=("On", "5", "100"),
+                   extra_modules=(), defines=()):
+    """``apache2 -t`` on a generated configuration (see HttpdServer for the
+    arguments; ``defines``: -D names). Returns the exit status, the output,
+    the output with the server directory's name taken out, and the
+    configuration's text."""
+    server = HttpdServer(configtest_mpm(), module_path, keepalive=keepalive,
+                         extra_config=config, extra_modules=extra_modules,
+                         name="configtest")
+    try:
+        proc = server.configtest(*defines)
+        conf_path = str(server.conf_path)
+        output = proc.stdout + proc.stderr
+        config_text = server.conf_path.read_text()
+    finally:
+        server.cleanup()
+    # The server directory's random name could contain the value we look
+    # for: take it out of the output before searching.
+    scrubbed = output.replace(conf_path, "<httpd.conf>").replace(
+        str(server.dir), "<dir>")
+    return proc.returncode, output, scrubbed, config_text
+
+
+def describe_configtest(rc, output, config):
+    tail = "\n".join(config.splitlines()[-25:])
+    return ("apache2 -t exit status %s\noutput:\n%s\nend of the generated "
+            "config:\n%s" % (rc, output.strip(), tail))
