@@ -45,17 +45,11 @@ def http10(path="/", connection=None, method="GET"):
                          headers=headers)
 
 
-def test_http10_without_keepalive_gets_close_and_socket_closes(server):
-    req = http10()
-    with RawConnection("127.0.0.1", server.port) as c:
-        resp = c.request(req)
-        assert resp.status == 200, resp.describe(req)
-        assert_closing_without_keepalive(resp, req)
-        assert_closed_soon(c, req, resp, within=1.0)
-
-
-def test_http10_without_host_header_and_without_keepalive_closes(server):
-    req = b"GET /small.txt HTTP/1.0\r\n\r\n"
+@pytest.mark.parametrize("req", [
+    http10(),
+    b"GET /small.txt HTTP/1.0\r\n\r\n",
+], ids=["with-host", "without-host"])
+def test_http10_without_keepalive_gets_close_and_socket_closes(server, req):
     with RawConnection("127.0.0.1", server.port) as c:
         resp = c.request(req)
         assert resp.status == 200, resp.describe(req)

@@ -87,19 +87,10 @@ def subsecond_server(mpm, module_path):
                                  name="subsecond"))
 
 
-def test_http11_request_without_keepalive_token_gets_keepalive_header(server):
-    req = build_request()
-    with RawConnection("127.0.0.1", server.port) as c:
-        resp = c.request(req)
-        assert resp.status == 200, resp.describe(req)
-        assert_keepalive(resp, 5, 100, req)
-        # and it really is persistent
-        resp = c.request(req)
-        assert_keepalive(resp, 5, 99, req)
-
-
-def test_http11_request_with_keepalive_token_gets_keepalive_header(server):
-    req = build_request(headers=KA)
+@pytest.mark.parametrize("headers", [[], KA],
+                         ids=["without-keepalive-token", "with-keepalive-token"])
+def test_http11_request_gets_keepalive_header(server, headers):
+    req = build_request(headers=headers)
     with RawConnection("127.0.0.1", server.port) as c:
         resp = c.request(req)
         assert resp.status == 200, resp.describe(req)
