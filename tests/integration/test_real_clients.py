@@ -2,11 +2,12 @@
 check it: curl (HTTP/1.0, HTTP/1.1, h2c), ab -k, wrk, h2load (--h1 and h2c)
 and Node's built-in fetch (undici), which trusts the Keep-Alive timeout hint.
 
-What the clients report is cross-checked against the access log, whose format
-(httpd.py) logs %k, the number of earlier requests on the connection, %X,
-the server's own verdict (+ kept, - closed), and the client's port: a
-connection is one client port whose %k runs 0, 1, 2, ... Every request of a
-test carries a query string of its own, so its log lines are told apart.
+What the clients report is cross-checked against the access log, whose
+format (tests/harness/httpd.py) logs %k, the number of earlier requests on
+the connection, %X, the server's own verdict (+ kept, - closed), and the
+client's port: a connection is one client port whose %k runs 0, 1, 2, ...
+Every request of a test carries a query string of its own, so its log lines
+are told apart.
 
 A missing client fails the test (``make deps`` installs them all): a skip
 would let CI pass without ever running it.
