@@ -176,7 +176,7 @@ test: deps
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	@$(PYTHON) tests/demo.py --port $(PORT) --module $(MODULE_SO)
+	@$(PYTHON) -m tests.demo --port $(PORT) --module $(MODULE_SO)
 
 # Builds the package from a copy of the tree under build/deb/ and copies the
 # .deb to build/; lintian must find no error in it.
@@ -188,9 +188,9 @@ deb: deps-deb
 # wrk (core vs module, every MPM), a workload under valgrind memcheck.
 bench-robustness: deps $(MODULE_SO)
 	@apxs/install-deps $(BENCH_PACKAGES)
-	$(PYTHON) bench/memory.py --module $(MODULE_SO)
-	$(PYTHON) bench/graceful.py --module $(MODULE_SO)
-	$(PYTHON) bench/valgrind.py --module $(MODULE_SO)
+	$(PYTHON) -m bench.memory --module $(MODULE_SO)
+	$(PYTHON) -m bench.graceful --module $(MODULE_SO)
+	$(PYTHON) -m bench.valgrind --module $(MODULE_SO)
 
 # What the module costs (bench/cost.py, bench/decide_benchmark.cpp): callgrind
 # instructions per request with and without it, wrk throughput side by side,
@@ -202,7 +202,7 @@ bench-cost: deps $(MODULE_SO)
 	@apxs/install-deps $(BENCH_COST_PACKAGES)
 	@$(MAKE) --no-print-directory $(DECIDE_BENCHMARK)
 	$(DECIDE_BENCHMARK) --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
-	$(PYTHON) bench/cost.py --module $(MODULE_SO)
+	$(PYTHON) -m bench.cost --module $(MODULE_SO)
 
 # Needs root: installs the package into this machine's apache2 and removes it.
 test-package:

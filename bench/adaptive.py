@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Side-by-side benchmark of load-adaptive keep-alive (run it as bench/run).
 
 The scenario of the issue: "thinking" clients that send a request, think
@@ -41,7 +40,7 @@ the configurations of one MPM and scenario interleaved round by round; the
 tables show the median of the rounds, and the targets are also checked round
 by round (adaptive against the Off run of the same round).
 
-The servers are tests/integration/httpd.py's HttpdServer, imported; the MPM
+The servers are tests/harness/httpd.py's HttpdServer, imported; the MPM
 sizing is appended to its configuration (the last value of each MPM
 directive wins).
 """
@@ -61,13 +60,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.harness.cli import command_line, prog
+from tests.harness.httpd import DEFAULT_MODULE, HttpdServer, pgid_members
+
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-
-from httpd import HttpdServer, pgid_members  # noqa: E402
-
-DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
 THINKER_LUA = BENCH_DIR / "thinker.lua"
 
 MPMS = ("prefork", "worker", "event")
@@ -675,6 +671,7 @@ def rerender(path, markdown=None):
 
 def main():
     p = argparse.ArgumentParser(
+        prog=prog(),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1])
@@ -744,7 +741,7 @@ def main():
             and not args.module.is_file()):
         p.error("%s is not built (run make)" % args.module)
 
-    command = " ".join([sys.argv[0]] + sys.argv[1:])
+    command = command_line()
     if args.wait_quiet > 0:
         _, quiet_note = wait_until_quiet(args.wait_quiet, 30.0, 0.5)
     else:

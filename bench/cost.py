@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """What mod_keepalive costs per request (run it as bench/cost).
 
 Two measurements, each side by side in one run, core httpd alone against
@@ -18,7 +17,7 @@ httpd with mod_keepalive loaded, same configuration, same traffic:
 The cost of the policy decision alone is measured by
 build/decide_benchmark (Google Benchmark; `make bench-decide`).
 
-Servers are tests/integration/httpd.py's HttpdServer (the generated
+Servers are tests/harness/httpd.py's HttpdServer (the generated
 configuration, files and logs), imported; under callgrind the same
 configuration is started as `apache2 -X`.
 """
@@ -35,14 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+from tests.harness.cli import prog
+from tests.harness.httpd import APACHE_BIN, DEFAULT_MODULE, HttpdServer
+from tests.harness.wrk import parse_wrk, wrk_failures
 
-from benchutil import parse_wrk, wrk_failures  # noqa: E402
-from httpd import APACHE_BIN, HttpdServer  # noqa: E402
-
-DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
 PAGE = "page3k.html"
 PAGE_BODY = (b"<html><body><pre>\n" + b"mod_keepalive cost benchmark, 3 KB\n" * 88 +
              b"</pre></body></html>\n")[:3072]
@@ -254,7 +249,7 @@ def measure_throughput(args, module):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--module", default=str(DEFAULT_MODULE))
     p.add_argument("--small", type=int, default=2000, help="requests in the first callgrind run")
     p.add_argument("--large", type=int, default=12000, help="requests in the second callgrind run")

@@ -1,8 +1,7 @@
-#!/usr/bin/python3
 """Graceful restarts under keep-alive load: core httpd against httpd with
 mod_keepalive loaded, side by side, under prefork, worker and event.
 
-Every run is one fresh server (tests/integration/httpd.py's HttpdServer,
+Every run is one fresh server (tests/harness/httpd.py's HttpdServer,
 its MPM sizing, KeepAlive On, KeepAliveTimeout 5, MaxKeepAliveRequests 100)
 in one of two configurations that differ only by the LoadModule line (and
 the Include of conf.d/keepalive.conf, comments only):
@@ -40,15 +39,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+from bench.adaptive import foreign_activity, wait_until_quiet
+from tests.harness.cli import command_line, comma_choices, prog
+from tests.harness.httpd import (APACHE_BIN, CRASH_RE, DEFAULT_MODULE,
+                                 LOG_LEVEL_RE, HttpdServer)
+from tests.harness.wrk import parse_wrk, wrk_failures
 
-from httpd import APACHE_BIN, CRASH_RE, LOG_LEVEL_RE, HttpdServer  # noqa: E402
-from adaptive import foreign_activity, wait_until_quiet  # noqa: E402
-from benchutil import comma_choices, parse_wrk, wrk_failures  # noqa: E402
-
-DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
 MPMS = ("prefork", "worker", "event")
 CONFIGS = ("core", "module")
 ERROR_LEVELS = ("error", "crit", "alert", "emerg")
@@ -223,6 +219,7 @@ def render(results, args, command):
 
 def main():
     p = argparse.ArgumentParser(
+        prog=prog(),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1])
@@ -257,7 +254,7 @@ def main():
     if "module" in args.configs and not args.module.is_file():
         p.error("%s is not built (run make)" % args.module)
 
-    command = " ".join([sys.argv[0]] + sys.argv[1:])
+    command = command_line()
     results = []
     for mpm in args.mpms:
         for round_no in range(1, args.repeat + 1):

@@ -1,9 +1,8 @@
-#!/usr/bin/python3
 """Memory growth of the process serving ONE keep-alive connection that
 carries 1,000,000 requests, with mod_keepalive loaded and without.
 
 Per MPM (prefork by default) and configuration, one fresh server
-(tests/integration/httpd.py's HttpdServer) with KeepAlive On, a long
+(tests/harness/httpd.py's HttpdServer) with KeepAlive On, a long
 KeepAliveTimeout and MaxKeepAliveRequests 0 (no request limit):
 
   core        core httpd alone (mod_keepalive not loaded): the baseline
@@ -24,8 +23,9 @@ request number --requests on that connection (its %k), and, with the module,
 /keepalive-status must have counted every request.
 
 The serving child is the httpd process holding the server end of the
-connection (ss -tnp); its VmRSS and RssAnon (/proc/PID/status) are read
-after --warmup requests, at --samples points along the run, and at the end.
+connection (/proc/net/tcp and /proc/PID/fd); its VmRSS and RssAnon
+(/proc/PID/status) are read after --warmup requests, at --samples points
+along the run, and at the end.
 The growth is end minus warm-up; the target is less than --limit-kib
 (1 MiB) with the module. The same child must still hold the connection at
 the end.
@@ -34,30 +34,20 @@ the end.
 import argparse
 import os
 import re
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+from tests.harness.cli import command_line, comma_choices, prog
+from tests.harness.httpd import DEFAULT_MODULE, HttpdServer
+from tests.harness.pipeline import (Pipeline, PipelineError, memory_kib,
+                                    serving_child)
 
-from httpd import HttpdServer  # noqa: E402
-from benchutil import comma_choices  # noqa: E402
-
-DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
 MPMS = ("prefork", "worker", "event")
 CONFIGS = ("core", "module", "directives")
 KEEPALIVE_TIMEOUT = 300           # s: nothing idles that long here
 ADVERTISED = 250                  # KeepAliveAdvertisedTimeout of "directives"
-
-REQUEST = b"GET /small.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-END_OF_RESPONSE = b"\r\n\r\nhello\n"     # end of the head + the 6-byte body
-STATUS_200 = b"HTTP/1.1 200 OK\r\n"
-ANY_STATUS = b"HTTP/1."                  # in a response, only its status line
 
 STATUS_LOCATION = """\
 <Location /keepalive-status>
@@ -82,11 +72,8 @@ KeepAliveAdaptive On
 </Location>
 """
 
-SS_PID_RE = re.compile(r"pid=(\d+)")
-
-
 class RunError(Exception):
-    pass
+    """A check of a run failed (see also PipelineError, the pipeline's)."""
 
 
 def server_for(mpm, config, module):
@@ -107,96 +94,6 @@ def expected_keepalive_line(config):
         return None        # core sends it only to requests with the token
     timeout = ADVERTISED if config == "directives" else KEEPALIVE_TIMEOUT
     return b"Keep-Alive: timeout=%d\r\n" % timeout
-
-
-def serving_child(server_port, client_port):
-    """PID of the process holding the server end of our connection."""
-    out = subprocess.run(
-        ["ss", "-Htnp", "state", "established",
-         "( sport = :%d and dport = :%d )" % (server_port, client_port)],
-        capture_output=True, text=True, timeout=10).stdout
-    pids = set(int(p) for p in SS_PID_RE.findall(out))
-    if len(pids) != 1:
-        raise RunError("expected one process holding the connection "
-                       "127.0.0.1:%d <- :%d, ss says: %r"
-                       % (server_port, client_port, out))
-    return pids.pop()
-
-
-def memory_kib(pid):
-    """VmRSS and RssAnon of ``pid``, in KiB."""
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon"):
-                out[key] = int(value.split()[0])
-    return out
-
-
-class Pipeline:
-    """One connection; batches of pipelined requests, responses counted."""
-
-    def __init__(self, port, keepalive_line, deadline):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.keepalive_line = keepalive_line
-        self.deadline = deadline
-        self.done = 0
-
-    def client_port(self):
-        return self.sock.getsockname()[1]
-
-    def batch(self, n):
-        self.sock.sendall(REQUEST * n)
-        chunks, count, tail = [], 0, b""
-        keep = len(END_OF_RESPONSE) - 1
-        while count < n:
-            if time.monotonic() > self.deadline:
-                raise RunError("time limit reached after %d responses"
-                               % (self.done + count))
-            data = self.sock.recv(1 << 20)
-            if not data:
-                raise RunError("the server closed the connection after %d "
-                               "responses; last bytes: %r"
-                               % (self.done + count, b"".join(chunks)[-600:]))
-            chunks.append(data)
-            # responses ending in this chunk (an end marker can straddle
-            # two chunks, never lie wholly in the kept tail)
-            count += (tail + data).count(END_OF_RESPONSE)
-            tail = data[-keep:]
-        buf = b"".join(chunks)
-        self.check(buf, n)
-        self.done += n
-
-    def check(self, buf, n):
-        problems = []
-        if buf.count(END_OF_RESPONSE) != n or not buf.endswith(END_OF_RESPONSE):
-            problems.append("%d responses where %d were sent"
-                            % (buf.count(END_OF_RESPONSE), n))
-        if buf.count(STATUS_200) != n or buf.count(ANY_STATUS) != n:
-            problems.append("%d '200 OK' among %d status lines"
-                            % (buf.count(STATUS_200), buf.count(ANY_STATUS)))
-        lower = buf.lower()
-        if b"close" in lower:
-            problems.append("a response says close")
-        if b"max=" in lower:
-            problems.append("a Keep-Alive header carries max=")
-        if self.keepalive_line is None:
-            if b"keep-alive:" in lower:
-                problems.append("core sent a Keep-Alive header")
-        elif buf.count(self.keepalive_line) != n:
-            problems.append("%d of %d responses carry %r"
-                            % (buf.count(self.keepalive_line), n,
-                               self.keepalive_line))
-        if problems:
-            first = buf[:buf.find(END_OF_RESPONSE) + len(END_OF_RESPONSE)]
-            raise RunError("batch after %d requests: %s; first response of "
-                           "the batch:\n%s" % (self.done, "; ".join(problems),
-                                               first.decode("latin-1")))
-
-    def close(self):
-        self.sock.close()
 
 
 def last_log_line(server, want_ka, wait=5.0):
@@ -236,7 +133,7 @@ def run_one(mpm, config, args):
         pipe = Pipeline(server.port, expected_keepalive_line(config),
                         started + args.time_limit)
         pipe.batch(min(args.batch, args.warmup))
-        pid = serving_child(server.port, pipe.client_port())
+        pid = serving_child(server, pipe.client_port())
         res["pid"] = pid
         while pipe.done < args.warmup:
             pipe.batch(min(args.batch, args.warmup - pipe.done))
@@ -253,7 +150,7 @@ def run_one(mpm, config, args):
         res["end"] = memory_kib(pid)
         res["rate"] = (pipe.done - args.warmup) / (time.monotonic() - t_warm)
         res["requests"] = pipe.done
-        holder = serving_child(server.port, pipe.client_port())
+        holder = serving_child(server, pipe.client_port())
         if holder != pid:
             raise RunError("the connection moved from pid %d to %d" % (pid, holder))
         pipe.close()
@@ -270,7 +167,7 @@ def run_one(mpm, config, args):
                 raise RunError("keepalive_requests_total is %s, below %d"
                                % (res["module_requests"], args.requests))
         res["ok"] = True
-    except (RunError, OSError) as e:
+    except (RunError, PipelineError, OSError) as e:
         res["error"] = str(e)
     finally:
         if pipe is not None:
@@ -331,6 +228,7 @@ def render(results, args, command):
 
 def main():
     p = argparse.ArgumentParser(
+        prog=prog(),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1])
@@ -360,7 +258,7 @@ def main():
     if any(c != "core" for c in args.configs) and not args.module.is_file():
         p.error("%s is not built (run make)" % args.module)
 
-    command = " ".join([sys.argv[0]] + sys.argv[1:])
+    command = command_line()
     results = []
     for mpm in args.mpms:
         for config in args.configs:

@@ -1,8 +1,7 @@
-#!/usr/bin/python3
 """A short integration workload against "apache2 -X" (one process, prefork)
 with mod_keepalive loaded, under valgrind memcheck.
 
-The configuration is tests/integration/httpd.py's (HttpdServer generates it
+The configuration is tests/harness/httpd.py's (HttpdServer generates it
 and runs "apache2 -t" on it), with mod_lua, mod_status, mod_alias and these
 additions: KeepAliveAdaptive On, the keepalive-status handler, <Location>s
 with KeepAliveIdleTimeout, KeepAliveMaxRequests, KeepAliveDisableIf,
@@ -56,14 +55,11 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+from tests.harness.cli import prog
+from tests.harness.httpd import (APACHE_BIN, DEFAULT_MODULE, HttpdServer,
+                                 port_accepts, sleeping_lua_handler)
+from tests.harness.rawhttp import HttpClientError, RawConnection, build_request
 
-from httpd import APACHE_BIN, HttpdServer, port_accepts, sleeping_lua_handler  # noqa: E402
-from rawhttp import HttpClientError, RawConnection, build_request  # noqa: E402
-
-DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
 MODULE_OBJ = "mod_keepalive.so"
 VALGRIND_EXIT = 99
 SLOW_SECONDS = 4
@@ -486,6 +482,7 @@ def wait_exit(proc, seconds):
 
 def main():
     p = argparse.ArgumentParser(
+        prog=prog(),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1])

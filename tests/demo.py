@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
-"""`make run`: serve a small demo site with mod_keepalive loaded.
+"""`make run` (python3 -m tests.demo): serve a small demo site with
+mod_keepalive loaded.
 
 Starts Debian's apache2 in the foreground on 127.0.0.1:PORT with a generated
 configuration that loads the module through conf.d/keepalive.load and
@@ -12,11 +12,8 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
-
-from httpd import HttpdServer, HttpdStartError  # noqa: E402
+from tests.harness.httpd import HttpdServer, HttpdStartError
 
 INDEX = b"""<!doctype html>
 <html><head><title>mod_keepalive demo</title></head>
@@ -61,7 +58,9 @@ MPM = os.environ.get("MPM", "event")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python3 -m tests.demo",
+        description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--module", required=True, help="path of mod_keepalive.so")
     args = parser.parse_args()

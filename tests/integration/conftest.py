@@ -9,27 +9,22 @@ Environment:
                          (directories of servers that failed are always kept)
 """
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import harness  # noqa: E402
-from httpd import REPO_ROOT  # noqa: E402
+from tests.harness import servers
+from tests.harness.httpd import REPO_ROOT
 
 
 def pytest_report_header(config):
-    path = harness.module_path_setting()
+    path = servers.module_path_setting()
     return ["mod_keepalive: %s" % (path or "none (core httpd only)"),
-            "MPMs: %s" % ", ".join(harness.selected_mpms())]
+            "MPMs: %s" % ", ".join(servers.selected_mpms())]
 
 
 @pytest.fixture(scope="session")
 def module_path():
     """Path of the built mod_keepalive.so (fails the test if not built)."""
-    path = harness.module_path_setting()
+    path = servers.module_path_setting()
     if path is not None and not path.is_file():
         pytest.fail("mod_keepalive is not built: %s does not exist "
                     "(run `make` in %s, or set KEEPALIVE_MODULE)"
@@ -37,7 +32,7 @@ def module_path():
     return path
 
 
-@pytest.fixture(scope="module", params=harness.selected_mpms())
+@pytest.fixture(scope="module", params=servers.selected_mpms())
 def mpm(request):
     """The MPM under test; module-scoped so that each test file starts one
     server per MPM and runs all its tests against it."""
@@ -49,7 +44,7 @@ def _check_error_logs_after_each_test():
     """Attribute crashed children and module errors to the test during
     which they were logged."""
     yield
-    problems = harness.new_problems_of_running_servers()
+    problems = servers.new_problems_of_running_servers()
     if problems:
         pytest.fail("error log shows a crashed child or a mod_keepalive "
                     "error during this test:\n" + "\n".join(problems),

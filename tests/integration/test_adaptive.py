@@ -25,11 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import (EARLY_SLACK, LATE_SLACK, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive,
-                     serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (EARLY_SLACK, LATE_SLACK,
+                                      assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 WORKERS = 4
 TIMEOUT = 5.0

@@ -6,10 +6,13 @@ import time
 
 import pytest
 
-from harness import (FORGED_CONFIG, FORGED_VALUE, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive)
+from tests.harness.configs import FORGED_CONFIG, FORGED_VALUE
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 
@@ -142,22 +145,15 @@ def test_error_status_that_drops_connection_gets_no_keepalive(server, req,
 
 
 # -- HTTP/1.0 without opt-in, downgraded and nokeepalive requests ------------
-def test_http10_without_optin_gets_no_keepalive(server):
-    closes_without_keepalive(server.port, build_request(version="HTTP/1.0"))
-
-
-def test_nokeepalive_env_closes_without_keepalive(server):
-    closes_without_keepalive(server.port,
-                             build_request(path="/nokeep/", headers=KA))
-
-
-def test_downgrade_10_without_optin_closes_without_keepalive(server):
-    closes_without_keepalive(server.port, build_request(path="/down/"))
-
-
-def test_handler_connection_close_gets_no_keepalive(server):
-    closes_without_keepalive(server.port,
-                             build_request(path="/handler-close/", headers=KA))
+@pytest.mark.parametrize("req", [
+    build_request(version="HTTP/1.0"),
+    build_request(path="/nokeep/", headers=KA),
+    build_request(path="/down/"),
+    build_request(path="/handler-close/", headers=KA),
+], ids=["http10-without-optin", "nokeepalive-env", "downgrade-10-without-optin",
+        "handler-connection-close"])
+def test_request_that_must_close_gets_no_keepalive(server, req):
+    closes_without_keepalive(server.port, req)
 
 
 def test_negative_max_keepalive_requests_closes_like_core(negative_max_server):

@@ -7,9 +7,11 @@ import subprocess
 
 import pytest
 
-from harness import assert_keepalive, serve
-from httpd import (APACHE_BIN, KEEPALIVE_CONF, KEEPALIVE_LOAD, HttpdServer)
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import assert_keepalive
+from tests.harness.httpd import (APACHE_BIN, HttpdServer, KEEPALIVE_CONF,
+                                 KEEPALIVE_LOAD)
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 DISTRO_PATH = "/usr/lib/apache2/modules/mod_keepalive.so"
 

@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from harness import configtest_mpm
-from httpd import HttpdServer
+from tests.harness.servers import describe_configtest, run_configtest
 
 VHOST = """\
 <VirtualHost 127.0.0.1:@PORT@>
@@ -18,30 +17,6 @@ VHOST = """\
 %s
 </VirtualHost>
 """
-
-
-def run_configtest(module_path, config, keepalive=("On", "5", "100")):
-    server = HttpdServer(configtest_mpm(), module_path, keepalive=keepalive,
-                         extra_config=config,
-                         name="configtest")
-    try:
-        proc = server.configtest()
-        conf_path = str(server.conf_path)
-        output = proc.stdout + proc.stderr
-        config_text = server.conf_path.read_text()
-    finally:
-        server.cleanup()
-    # The server directory's random name could contain the value we look
-    # for: take it out of the output before searching.
-    scrubbed = output.replace(conf_path, "<httpd.conf>").replace(
-        str(server.dir), "<dir>")
-    return proc.returncode, output, scrubbed, config_text
-
-
-def describe(rc, output, config):
-    tail = "\n".join(config.splitlines()[-25:])
-    return ("apache2 -t exit status %s\noutput:\n%s\nend of the generated "
-            "config:\n%s" % (rc, output.strip(), tail))
 
 
 def value_pattern(text):
@@ -117,7 +92,7 @@ INVALID = [
 def test_invalid_value_fails_configtest_naming_directive_and_value(
         module_path, config, directive, spellings):
     rc, output, scrubbed, text = run_configtest(module_path, config)
-    what = describe(rc, output, text)
+    what = describe_configtest(rc, output, text)
     assert rc != 0, "configtest accepted an invalid value\n" + what
     assert "Invalid command" not in output, (
         "the module does not know the directive at all\n" + what)
@@ -134,7 +109,7 @@ def test_invalid_value_fails_configtest_naming_directive_and_value(
 def test_http10_directive_not_allowed_in_location(module_path):
     rc, output, scrubbed, text = run_configtest(
         module_path, "<Location /x>\n    KeepAliveHTTP10 Off\n</Location>")
-    what = describe(rc, output, text)
+    what = describe_configtest(rc, output, text)
     assert rc != 0, "KeepAliveHTTP10 was accepted in <Location>\n" + what
     assert "Invalid command" not in output, what
     assert "KeepAliveHTTP10" in scrubbed and "not allowed" in scrubbed, (
@@ -145,7 +120,7 @@ def test_http10_directive_not_allowed_in_directory(module_path):
     rc, output, scrubbed, text = run_configtest(
         module_path,
         '<Directory "@DOCROOT@">\n    KeepAliveHTTP10 Off\n</Directory>')
-    what = describe(rc, output, text)
+    what = describe_configtest(rc, output, text)
     assert rc != 0, "KeepAliveHTTP10 was accepted in <Directory>\n" + what
     assert "KeepAliveHTTP10" in scrubbed and "not allowed" in scrubbed, what
 
@@ -210,7 +185,7 @@ KeepAliveDisableIf "%{HTTP_USER_AGENT} =~ /BadBot/"
 
 def test_valid_values_in_every_allowed_context_pass_configtest(module_path):
     rc, output, scrubbed, text = run_configtest(module_path, ALL_VALID)
-    assert rc == 0 and "Syntax OK" in output, describe(rc, output, text)
+    assert rc == 0 and "Syntax OK" in output, describe_configtest(rc, output, text)
 
 
 @pytest.mark.parametrize("mode", ["Always", "OnRequest", "Never", "always",
@@ -218,7 +193,7 @@ def test_valid_values_in_every_allowed_context_pass_configtest(module_path):
 def test_header_modes_are_accepted_in_any_case(module_path, mode):
     rc, output, scrubbed, text = run_configtest(module_path,
                                                 "KeepAliveHeader %s" % mode)
-    assert rc == 0, describe(rc, output, text)
+    assert rc == 0, describe_configtest(rc, output, text)
 
 
 @pytest.mark.parametrize("value", ["0", "5", "1500ms", "2s", "1mi", "1h"])
@@ -226,4 +201,4 @@ def test_duration_syntax_of_httpd_is_accepted(module_path, value):
     config = "KeepAliveMaxLifetime %s\n<Location /x>\n    " \
              "KeepAliveIdleTimeout %s\n</Location>" % (value, value)
     rc, output, scrubbed, text = run_configtest(module_path, config)
-    assert rc == 0, describe(rc, output, text)
+    assert rc == 0, describe_configtest(rc, output, text)

@@ -6,11 +6,15 @@ header changes."""
 
 import pytest
 
-from harness import (RATE_LIMITED_CONFIG, assert_closed_soon, assert_closing_without_keepalive,
-                     assert_keepalive, assert_persistent_without_keepalive,
-                     assert_still_open, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive,
+                                      assert_persistent_without_keepalive,
+                                      assert_still_open)
+from tests.harness.configs import RATE_LIMITED_CONFIG
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 

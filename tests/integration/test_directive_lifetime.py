@@ -11,11 +11,13 @@ import time
 
 import pytest
 
-from harness import (ParallelMeasurements, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_idle_close_after,
-                     assert_keepalive, measure_idle_close, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (ParallelMeasurements, assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_idle_close_after,
+                                      assert_keepalive, measure_idle_close)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 # Requests meant to find a young connection must be sent this long before
 # the lifetime ends, and those meant to find it old this long after.

@@ -10,10 +10,12 @@ import time
 
 import pytest
 
-from harness import (assert_closed_soon, assert_closing_without_keepalive,
-                     assert_keepalive, assert_still_open, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive, assert_still_open)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 
@@ -306,15 +308,10 @@ def test_disable_if_in_location_keeps_get_and_other_locations(server):
             assert_keepalive(resp, 5, 7 - i, req)
 
 
-def test_disable_if_on_env_set_by_setenvif_closes(server):
-    disabled(server, build_request(host="env.test", path="/flagged/",
-                                   headers=KA),
-             pre=build_request(host="env.test"))
-
-
-def test_disable_if_on_env_set_by_setenv_in_location_closes(server):
-    disabled(server, build_request(host="env.test", path="/set-in-location/",
-                                   headers=KA),
+@pytest.mark.parametrize("path", ["/flagged/", "/set-in-location/"],
+                         ids=["setenvif", "setenv-in-location"])
+def test_disable_if_on_env_closes(server, path):
+    disabled(server, build_request(host="env.test", path=path, headers=KA),
              pre=build_request(host="env.test"))
 
 

@@ -18,12 +18,14 @@ take over the socket timeout while waiting for the next request.
 
 import pytest
 
-from harness import (EARLY_SLACK, LATE_SLACK, ParallelMeasurements,
-                     assert_closed_soon, assert_closing_without_keepalive,
-                     assert_idle_close_after, assert_keepalive,
-                     measure_idle_close, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (EARLY_SLACK, LATE_SLACK,
+                                      ParallelMeasurements, assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_idle_close_after,
+                                      assert_keepalive, measure_idle_close)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 LIMIT = 4 + LATE_SLACK + 1.0      # longest expected wait, plus margin

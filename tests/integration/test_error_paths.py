@@ -9,9 +9,11 @@ import time
 
 import pytest
 
-from harness import assert_closing_without_keepalive, assert_keepalive, parse_keepalive, serve
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closing_without_keepalive,
+                                      assert_keepalive, parse_keepalive)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 CONFIG = """\
 Timeout 2

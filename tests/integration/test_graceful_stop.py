@@ -7,10 +7,12 @@ import time
 
 import pytest
 
-from harness import (assert_closed_soon, assert_closing_without_keepalive,
-                     assert_keepalive, serve)
-from httpd import HttpdServer, sleeping_lua_handler
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive)
+from tests.harness.httpd import HttpdServer, sleeping_lua_handler
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 SLOW_SECONDS = 1.0

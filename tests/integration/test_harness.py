@@ -5,8 +5,8 @@ import os
 import signal
 import time
 
-from httpd import HttpdServer, pgid_members
-from rawhttp import RawConnection, build_request
+from tests.harness.httpd import HttpdServer, pgid_members
+from tests.harness.rawhttp import RawConnection, build_request
 
 SAMPLE_LOG = """\
 [Mon Nov 23 18:44:00.000001 2026] [mpm_event:notice] [pid 10:tid 10] AH00489: Apache/2.4.71 (Debian) configured -- resuming normal operations

@@ -2,10 +2,13 @@
 
 import pytest
 
-from harness import (STREAM_CONFIG, STREAM_FILES, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive)
+from tests.harness.configs import STREAM_CONFIG, STREAM_FILES
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +45,11 @@ def http10(path="/", connection=None, method="GET"):
                          headers=headers)
 
 
-def test_http10_without_keepalive_gets_close_and_socket_closes(server):
-    req = http10()
-    with RawConnection("127.0.0.1", server.port) as c:
-        resp = c.request(req)
-        assert resp.status == 200, resp.describe(req)
-        assert_closing_without_keepalive(resp, req)
-        assert_closed_soon(c, req, resp, within=1.0)
-
-
-def test_http10_without_host_header_and_without_keepalive_closes(server):
-    req = b"GET /small.txt HTTP/1.0\r\n\r\n"
+@pytest.mark.parametrize("req", [
+    http10(),
+    b"GET /small.txt HTTP/1.0\r\n\r\n",
+], ids=["with-host", "without-host"])
+def test_http10_without_keepalive_gets_close_and_socket_closes(server, req):
     with RawConnection("127.0.0.1", server.port) as c:
         resp = c.request(req)
         assert resp.status == 200, resp.describe(req)

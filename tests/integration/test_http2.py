@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from harness import FORGED_CONFIG, assert_keepalive, serve
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import assert_keepalive
+from tests.harness.configs import FORGED_CONFIG
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 H2_ADVISORY = re.compile(r"AH10034: .*not supported by mod_http2.*"
                          r"HTTP/2 protocol will be inactive")

@@ -8,11 +8,14 @@ MPM instead of the sum.
 
 import pytest
 
-from harness import (EARLY_SLACK, LATE_SLACK, ParallelMeasurements,
-                     assert_closing_without_keepalive, assert_idle_close_after,
-                     assert_keepalive, measure_idle_close, serve)
-from httpd import HttpdServer
-from rawhttp import build_request
+from tests.harness.assertions import (EARLY_SLACK, LATE_SLACK,
+                                      ParallelMeasurements,
+                                      assert_closing_without_keepalive,
+                                      assert_idle_close_after,
+                                      assert_keepalive, measure_idle_close)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import build_request
+from tests.harness.servers import serve
 
 T = 2
 KA = [("Connection", "keep-alive")]

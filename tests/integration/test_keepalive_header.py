@@ -2,10 +2,14 @@
 
 import pytest
 
-from harness import (RATE_LIMITED_CONFIG, STREAM_CONFIG, STREAM_FILES, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive)
+from tests.harness.configs import (RATE_LIMITED_CONFIG, STREAM_CONFIG,
+                                   STREAM_FILES)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 
@@ -83,19 +87,10 @@ def subsecond_server(mpm, module_path):
                                  name="subsecond"))
 
 
-def test_http11_request_without_keepalive_token_gets_keepalive_header(server):
-    req = build_request()
-    with RawConnection("127.0.0.1", server.port) as c:
-        resp = c.request(req)
-        assert resp.status == 200, resp.describe(req)
-        assert_keepalive(resp, 5, 100, req)
-        # and it really is persistent
-        resp = c.request(req)
-        assert_keepalive(resp, 5, 99, req)
-
-
-def test_http11_request_with_keepalive_token_gets_keepalive_header(server):
-    req = build_request(headers=KA)
+@pytest.mark.parametrize("headers", [[], KA],
+                         ids=["without-keepalive-token", "with-keepalive-token"])
+def test_http11_request_gets_keepalive_header(server, headers):
+    req = build_request(headers=headers)
     with RawConnection("127.0.0.1", server.port) as c:
         resp = c.request(req)
         assert resp.status == 200, resp.describe(req)

@@ -9,8 +9,9 @@ import subprocess
 
 import pytest
 
-from harness import serve
-from httpd import HttpdServer
+from tests.harness.httpd import HttpdServer
+from tests.harness.servers import serve
+from tests.harness.wrk import parse_wrk
 
 WRK_SCRIPT = r"""
 -- Classify every response: a Keep-Alive header matching the pattern given
@@ -117,12 +118,9 @@ def test_every_response_under_load_is_honest_with_a_budget(server, tmp_path):
     # wrk occasionally counts a few "read" errors around the connections
     # the server closes (seen under event with core httpd alone too), so
     # only connect/write/timeout errors count here.
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), "
-                       r"write (\d+), timeout (\d+)", out)
-    if errors:
-        connect, read, write, timeout = map(int, errors.groups())
-        assert connect == write == timeout == 0, out
-        assert read <= max(5, counts["CLOSES"] // 50), out
+    errors = parse_wrk(out)
+    assert errors["connect"] == errors["write"] == errors["timeout"] == 0, out
+    assert errors["read"] <= max(5, counts["CLOSES"] // 50), out
 
 
 def test_every_response_under_load_is_honest_without_a_budget(

@@ -11,12 +11,14 @@ KeepAliveTimeout 5 and MaxKeepAliveRequests 100 only.
 
 import pytest
 
-from harness import (FORGED_VALUE, STREAM_LUA, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive,
-                     assert_still_open, cgi_directory_config, cgi_module,
-                     serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive, assert_still_open)
+from tests.harness.configs import (FORGED_VALUE, STREAM_LUA,
+                                   cgi_directory_config, cgi_module)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 
@@ -337,20 +339,18 @@ def test_unread_expect_100_continue_body_closes(server, connection):
 
 
 # -- rule 4: special responses are kept, and counted once ---------------------
-def test_head_responses_are_kept_and_max_counts_down(server):
-    kept_sequence(server.port, [
-        (build_request(method="HEAD", path="/small.txt"), 200),
-        (build_request(method="HEAD", path="/big.bin", headers=KA), 200),
-        (build_request(method="HEAD", path="/missing.html"), 404),
-        (build_request(path="/small.txt"), 200)])
-
-
-def test_204_responses_are_kept_and_max_counts_down(server):
-    kept_sequence(server.port, [
-        (build_request(path="/lua/204"), 204),
-        (build_request(path="/lua/204", headers=KA), 204),
-        (build_request(method="HEAD", path="/lua/204"), 204),
-        (build_request(path="/small.txt"), 200)])
+@pytest.mark.parametrize("sequence", [
+    [(build_request(method="HEAD", path="/small.txt"), 200),
+     (build_request(method="HEAD", path="/big.bin", headers=KA), 200),
+     (build_request(method="HEAD", path="/missing.html"), 404),
+     (build_request(path="/small.txt"), 200)],
+    [(build_request(path="/lua/204"), 204),
+     (build_request(path="/lua/204", headers=KA), 204),
+     (build_request(method="HEAD", path="/lua/204"), 204),
+     (build_request(path="/small.txt"), 200)],
+], ids=["head", "204"])
+def test_special_responses_are_kept_and_max_counts_down(server, sequence):
+    kept_sequence(server.port, sequence)
 
 
 def test_304_responses_are_kept_and_max_counts_down(server):

@@ -21,11 +21,13 @@ import time
 
 import pytest
 
-from harness import (FORGED_VALUE, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_keepalive,
-                     assert_still_open, serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_keepalive, assert_still_open)
+from tests.harness.configs import FORGED_VALUE
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 H2_ADVISORY = re.compile(r"AH10034: .*not supported by mod_http2")

@@ -2,11 +2,12 @@
 check it: curl (HTTP/1.0, HTTP/1.1, h2c), ab -k, wrk, h2load (--h1 and h2c)
 and Node's built-in fetch (undici), which trusts the Keep-Alive timeout hint.
 
-What the clients report is cross-checked against the access log, whose format
-(httpd.py) logs %k, the number of earlier requests on the connection, %X,
-the server's own verdict (+ kept, - closed), and the client's port: a
-connection is one client port whose %k runs 0, 1, 2, ... Every request of a
-test carries a query string of its own, so its log lines are told apart.
+What the clients report is cross-checked against the access log, whose
+format (tests/harness/httpd.py) logs %k, the number of earlier requests on
+the connection, %X, the server's own verdict (+ kept, - closed), and the
+client's port: a connection is one client port whose %k runs 0, 1, 2, ...
+Every request of a test carries a query string of its own, so its log lines
+are told apart.
 
 A missing client fails the test (``make deps`` installs them all): a skip
 would let CI pass without ever running it.
@@ -23,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import serve
-from httpd import HttpdServer
+from tests.harness.httpd import HttpdServer
+from tests.harness.servers import serve
+from tests.harness.wrk import parse_wrk
 
 TIMEOUT = 3          # KeepAliveTimeout: the hint every client is given
 BUDGET = 100         # MaxKeepAliveRequests on the main port
@@ -368,9 +370,9 @@ def test_wrk_reuses_its_connections_without_errors(server):
     out = "%s\nexit %s\n%s%s" % (" ".join(args), proc.returncode, proc.stdout,
                                  proc.stderr)
     assert proc.returncode == 0, out
-    m = re.search(r"^\s*(\d+) requests in ", proc.stdout, re.MULTILINE)
-    assert m, out
-    count = int(m.group(1))
+    summary = parse_wrk(proc.stdout)
+    assert summary["ok"], out
+    count = summary["requests"]
     assert count > 100, out
     assert "Socket errors" not in proc.stdout, out
     assert "Non-2xx or 3xx responses" not in proc.stdout, out

@@ -3,12 +3,14 @@ own KeepAliveTimeout and MaxKeepAliveRequests (the Host header picks)."""
 
 import pytest
 
-from harness import (ParallelMeasurements, assert_closed_soon,
-                     assert_closing_without_keepalive, assert_idle_close_after,
-                     assert_keepalive, measure_idle_close, parse_keepalive,
-                     serve)
-from httpd import HttpdServer
-from rawhttp import RawConnection, build_request
+from tests.harness.assertions import (ParallelMeasurements, assert_closed_soon,
+                                      assert_closing_without_keepalive,
+                                      assert_idle_close_after,
+                                      assert_keepalive, measure_idle_close,
+                                      parse_keepalive)
+from tests.harness.httpd import HttpdServer
+from tests.harness.rawhttp import RawConnection, build_request
+from tests.harness.servers import serve
 
 KA = [("Connection", "keep-alive")]
 LIMIT = 6.0

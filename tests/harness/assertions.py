@@ -1,83 +1,16 @@
-"""Shared helpers of the integration tests: server lifecycle for fixtures,
-assertions about keep-alive responses, and parallel idle-time measurement."""
+"""Assertions about keep-alive responses and connections, and idle-close
+time measurement (one connection each, run in parallel)."""
 
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import pytest
-
-from httpd import REPO_ROOT, HttpdStartError
-from rawhttp import RawConnection
-
-ALL_MPMS = ("prefork", "worker", "event")
-DEFAULT_MODULE = REPO_ROOT / "build" / "mod_keepalive.so"
+from tests.harness.rawhttp import RawConnection
 
 # Idle-close timing tolerance: the server's idle clock starts when it has
 # written the response, a little before we have read it, so EOF may come
 # slightly "early" from our point of view; and it must come soon after T.
 EARLY_SLACK = 0.1
 LATE_SLACK = 1.5
-
-_running = []
-
-
-# -- configuration -----------------------------------------------------------
-def selected_mpms():
-    raw = os.environ.get("MPMS", "")
-    if not raw.strip():
-        return list(ALL_MPMS)
-    mpms = [m.strip() for m in raw.split(",") if m.strip()]
-    bad = [m for m in mpms if m not in ALL_MPMS]
-    if bad:
-        raise pytest.UsageError("MPMS: unknown MPM(s) %s (known: %s)"
-                                % (", ".join(bad), ", ".join(ALL_MPMS)))
-    return mpms
-
-
-def module_path_setting():
-    """The module to test, or None when KEEPALIVE_MODULE=none."""
-    raw = os.environ.get("KEEPALIVE_MODULE")
-    if raw is None:
-        return DEFAULT_MODULE
-    if raw.strip().lower() in ("", "none"):
-        return None
-    return Path(raw).resolve()
-
-
-# -- server lifecycle --------------------------------------------------------
-def serve(server):
-    """Generator for server fixtures: start, yield, stop and check.
-
-    Stopping fails the test if any httpd process is left over; afterwards
-    the test fails if a child crashed or mod_keepalive logged at level
-    error or worse.  The server directory is kept when something failed.
-    """
-    try:
-        server.start()
-    except HttpdStartError as e:
-        pytest.fail("%s\n(server directory kept: %s)" % (e, server.dir),
-                    pytrace=False)
-    _running.append(server)
-    try:
-        yield server
-    finally:
-        _running.remove(server)
-        problems = server.stop()        # raises if processes are left over
-        if not problems:
-            server.cleanup()
-    if problems:
-        pytest.fail("%r error log shows problems (directory kept):\n%s"
-                    % (server, "\n".join(problems)), pytrace=False)
-
-
-def new_problems_of_running_servers():
-    out = []
-    for server in list(_running):
-        out.extend("%r: %s" % (server, line)
-                   for line in server.new_log_problems())
-    return out
 
 
 # -- assertions --------------------------------------------------------------
@@ -192,57 +125,6 @@ class ParallelMeasurements:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-# -- reusable configuration pieces -------------------------------------------
-# /stream answers with a body of unknown length (the handler flushes before
-# it is done): chunked for HTTP/1.1, "read to EOF" and close for HTTP/1.0.
-STREAM_LUA = b"""\
-function handle(r)
-  r.content_type = "text/plain"
-  r:puts("part one\\n")
-  r:flush()
-  r:puts("part two\\n")
-  return apache2.OK
-end
-"""
-STREAM_FILES = {"scripts/stream.lua": STREAM_LUA}
-# mod_ratelimit passes the header block on in pieces of 204 bytes after
-# HTTP_HEADER wrote it; X-Pad (the query string) moves the Keep-Alive line
-# across the pieces' boundaries.
-RATE_LIMITED_CONFIG = """\
-<Location /rate-limited>
-    SetOutputFilter RATE_LIMIT
-    SetEnv rate-limit 1
-    Header set X-Pad "expr=%{QUERY_STRING}"
-</Location>
-"""
-
-STREAM_CONFIG = 'LuaMapHandler "^/stream$" "@DIR@/scripts/stream.lua" handle\n'
-
-# /hdr/ has a forged Keep-Alive header set by mod_headers on every response.
-FORGED_VALUE = "timeout=999, max=999"
-FORGED_CONFIG = """\
-<Location /hdr>
-    Header always set Keep-Alive "%s"
-</Location>
-""" % FORGED_VALUE
-
-
-# -- helpers shared by the directive and rule tests ---------------------------
-def cgi_module(mpm):
-    """The CGI module Debian enables for ``mpm`` (a2enmod cgi picks cgid
-    under the threaded MPMs)."""
-    return "cgi" if mpm == "prefork" else "cgid"
-
-
-def cgi_directory_config(directory="@DOCROOT@/cgi"):
-    return """\
-<Directory "%s">
-    Options +ExecCGI
-    SetHandler cgi-script
-</Directory>
-""" % directory
-
-
 def assert_persistent_without_keepalive(resp, request=None):
     """A response that keeps the connection but carries no Keep-Alive
     header (KeepAliveHeader OnRequest/Never)."""
@@ -260,9 +142,3 @@ def assert_still_open(conn, request=None, resp=None, wait=0.1):
         "server closed the connection %.3fs after a response that said it "
         "would stay open\n%s" % (elapsed, resp.describe(request) if resp
                                  else "request bytes: %r" % (request,)))
-
-
-def configtest_mpm():
-    """The one MPM the configtest-only tests run under: event if selected."""
-    mpms = selected_mpms()
-    return "event" if "event" in mpms else mpms[0]
