@@ -32,8 +32,9 @@ enum class Phase {
     // core carried it out and records it. Sticky for the request: its error
     // document must not reopen what the policy closed.
     PolicyDecided,
-    // The header block passed OBSERVE and the verdict is recorded, or the
-    // request ended without a header block.
+    // The header block passed OBSERVE, which recorded the verdict (unless
+    // the policy found nothing to decide, as for HTTP/0.9), or the request
+    // ended without a header block.
     Recorded,
 };
 
@@ -46,9 +47,11 @@ enum class FieldsPlacement {
 
 // The one change the module makes to a request for core to carry a
 // decision out (policy_path.cpp): r->server swapped for a copy that carries
-// the decision's timeout and budget, for the duration of HTTP_HEADER.
-// Whatever ends that (OBSERVE, an internal redirect, the end of the header
-// block) puts the real server back through undo().
+// the decision's timeout and budget, until core has written the header
+// block. undo() puts the real server back: OBSERVE when the block passes,
+// or the request ends without one; a second response to the request (an
+// error document after an error bucket) before the policy decides again;
+// an internal redirect.
 class ServerSwap {
 public:
     void apply(request_rec* r, server_rec* replacement) {

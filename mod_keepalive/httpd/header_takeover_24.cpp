@@ -11,8 +11,8 @@
 // every request (ap_http_header_filter_handle) now reaches header_filter().
 // That does the module's part (policy_path.cpp) and hands the brigade to
 // core's public ap_http_header_filter(). No filter is added to any request.
-// A module that does the same would silently undo this: check_config()
-// refuses to start then, and "apache2 -t" says why.
+// A module that does the same would silently undo this:
+// check_header_takeover() refuses to start then, and "apache2 -t" says why.
 //
 // After core has written the block, OBSERVE (observe.cpp) may write the two
 // Keep-Alive fields into it, or take them back out, with the functions

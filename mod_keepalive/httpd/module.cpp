@@ -1,12 +1,12 @@
 // mod_keepalive's module record, and where each part of the adapter
 // registers its hooks. Each file owns one concern and registers its own:
 //
-//   config.cpp              the directives; check_config: advertised
-//                           timeouts against what each vhost enforces
 //   header_takeover_24.cpp  the module's HTTP_HEADER in core's place (httpd
 //                           2.4's keep-alive decision has no hook), the
 //                           KEEPALIVE_STRIP filter; check_config: no other
 //                           module holds HTTP_HEADER
+//   config.cpp              the directives; check_config: advertised
+//                           timeouts against what each vhost enforces
 //   policy_path.cpp         inside HTTP_HEADER, before core decides: core
 //                           alone, or the policy first
 //   observe.cpp             KEEPALIVE_OBSERVE, after core decided: judge,
@@ -49,8 +49,10 @@ int add_version_component(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_re
 
 void register_hooks(apr_pool_t*) {
     ap_hook_post_config(add_version_component, nullptr, nullptr, APR_HOOK_MIDDLE);
-    register_config_hooks();
+    // First: when another module holds HTTP_HEADER, configtest says that
+    // before anything else (check_config stops at the first hook that fails).
     register_header_takeover_hooks();
+    register_config_hooks();
     register_observe_hooks();
     register_connection_hooks();
     register_shared_counter_hooks();
@@ -64,8 +66,9 @@ void register_hooks(apr_pool_t*) {
 extern "C" {
 // STANDARD20_MODULE_STUFF spelled out, for the name: httpd names a module
 // after the source file that declares it (__FILE__, less its directory), and
-// that name is what <IfModule mod_keepalive.c>, mod_info and "apache2 -M"
-// know it by. Apache modules are C files, and admins write the ".c" form.
+// that name is what <IfModule mod_keepalive.c> and mod_info know it by
+// (<IfModule keepalive_module> and "apache2 -M" use the symbol). Apache
+// modules are C files, and admins write the ".c" form.
 __attribute__((visibility("default"))) module AP_MODULE_DECLARE_DATA keepalive_module = {
     MODULE_MAGIC_NUMBER_MAJOR,
     MODULE_MAGIC_NUMBER_MINOR,

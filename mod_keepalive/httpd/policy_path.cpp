@@ -40,7 +40,7 @@ namespace {
 // need not decide before core, only report after it.
 //  - HTTP/1.1, and not made HTTP/1.0 by downgrade-1.0 or force-no-vary: for
 //    it the policy's rules are core's, token matching included
-//    (core/policy.cpp); HTTP/1.0 has the module's own rules (KeepAliveHTTP10,
+//    (core/connection_tokens.h, httpd_find_token); HTTP/1.0 has the module's own rules (KeepAliveHTTP10,
 //    forward proxies).
 //  - None of the module's directives applies (policy_is_cores());
 //    KeepAliveIdleTimeout and KeepAliveMaxRequests at server level are
