@@ -7,6 +7,7 @@
 #                   under $(DESTDIR) if set; make uninstall removes that one file
 #   make deb        build the Debian package build/libapache2-mod-keepalive_*.deb
 #   make test-package  as root: install that package, a2enmod, run apache2, purge
+#   make test-compat  the integration tests on httpd 2.4.52, 2.4.58, 2.4.62 built from source
 #   make bench-robustness  memory, graceful-restart and valgrind benchmarks (bench/)
 #   make bench-cost  instructions per request (callgrind), wrk throughput, decide() (bench/)
 
@@ -22,7 +23,7 @@ $(error cannot read the version from the first line of debian/changelog)
 endif
 PORT       ?= 8080
 PYTHON     ?= /usr/bin/python3
-BUILD      := build
+BUILD      ?= build
 OBJ        := $(BUILD)/obj
 MODULE_SO  := $(BUILD)/mod_keepalive.so
 UNIT_TESTS := $(BUILD)/unit_tests
@@ -36,6 +37,10 @@ DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
 BENCH_PACKAGES := valgrind wrk iproute2
 # ... and those "make bench-cost" needs.
 BENCH_COST_PACKAGES := valgrind wrk libbenchmark-dev
+# ... those "make test-compat" needs to build httpd from source (2.4.52
+# takes PCRE1, later versions PCRE2; mod_http2 and mod_lua need theirs) ...
+COMPAT_PACKAGES := autoconf libtool libapr1-dev libaprutil1-dev libpcre3-dev libpcre2-dev \
+                   libnghttp2-dev liblua5.3-dev xz-utils
 # ... and those "make deb" needs: debian/control's Build-Depends (dh-apache2
 # is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
 DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
@@ -83,7 +88,7 @@ TEST_FUZZ_SECONDS ?= 10
 FUZZ_TARGETS  := connection_tokens decide directive_args
 FUZZ_BINARIES := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
-.PHONY: all deps unit-test-sanitized test-version-guard fuzz deps-deb run test unit-test integration-test deb test-package \
+.PHONY: all deps unit-test-sanitized test-version-guard test-compat fuzz deps-deb run test unit-test integration-test deb test-package \
         install uninstall clean bench-robustness bench-cost
 
 all: $(MODULE_SO)
@@ -203,6 +208,15 @@ bench-cost: deps $(MODULE_SO)
 	@$(MAKE) --no-print-directory $(DECIDE_BENCHMARK)
 	$(DECIDE_BENCHMARK) --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 	$(PYTHON) -m bench.cost --module $(MODULE_SO)
+
+# The module on each httpd 2.4 in ../shared/httpd-src/ (tests/compat/run.py):
+# httpd built from source (cached outside the clone, by tarball checksum),
+# the module built with its apxs and installed by "make install", the
+# integration suite under prefork, worker and event. COMPAT_ARGS passes
+# options, e.g. COMPAT_ARGS="--versions 2.4.52 --mpms event".
+test-compat: deps
+	@apxs/install-deps $(COMPAT_PACKAGES)
+	$(PYTHON) -m tests.compat.run $(COMPAT_ARGS)
 
 # Needs root: installs the package into this machine's apache2 and removes it.
 test-package:

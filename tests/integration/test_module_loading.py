@@ -5,6 +5,7 @@ modules, and httpd refuses to start when another module holds the
 HTTP_HEADER output filter the module acts through, whichever was loaded
 first."""
 
+import os
 import shutil
 import subprocess
 
@@ -111,8 +112,10 @@ module AP_MODULE_DECLARE_DATA header_taker_module = {
 
 @pytest.fixture(scope="session")
 def header_taker_so(tmp_path_factory):
-    """mod_header_taker.so, built with apxs in a temporary directory."""
-    apxs = shutil.which("apxs") or shutil.which("apxs2")
+    """mod_header_taker.so, built with apxs in a temporary directory (the
+    apxs of the httpd under test when APXS names it, as make test-compat
+    does)."""
+    apxs = os.environ.get("APXS") or shutil.which("apxs") or shutil.which("apxs2")
     if apxs is None:
         pytest.skip("apxs not found (Debian package apache2-dev): cannot "
                     "build the module that takes HTTP_HEADER")
