@@ -89,6 +89,9 @@ def main():
         print("httpd exited; see %s" % server.error_log_path, file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
+        # make passes a SIGTERM on too: one is enough to stop.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\nstopping httpd ...", flush=True)
     finally:
         server.stop(check=False)
