@@ -44,14 +44,6 @@ struct Retained {
 Slot* slots = nullptr;
 std::uint32_t capacity = 0;
 
-std::string vhost_name(const server_rec* s) {
-    const unsigned port = s->port ? s->port : (s->addrs ? s->addrs->host_port : 0);
-    std::string name = s->server_hostname ? s->server_hostname : "";
-    if (port) name += ':' + std::to_string(port);
-    if (name.size() >= kNameSize) name.resize(kNameSize - 1);
-    return name;
-}
-
 Slot* create_slots(apr_pool_t* process_pool, Retained* retained, std::uint32_t wanted, const server_rec* s) {
     apr_shm_t* shm = nullptr;
     const apr_size_t size = sizeof(Slot) * wanted;
@@ -127,6 +119,14 @@ int metrics_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_
 }
 
 }  // namespace
+
+std::string vhost_name(const server_rec* s) {
+    const unsigned port = s->port ? s->port : (s->addrs ? s->addrs->host_port : 0);
+    std::string name = s->server_hostname ? s->server_hostname : "";
+    if (port) name += ':' + std::to_string(port);
+    if (name.size() >= kNameSize) name.resize(kNameSize - 1);
+    return name;
+}
 
 void register_shared_counter_hooks() {
     ap_hook_post_config(metrics_post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
