@@ -52,6 +52,13 @@ constexpr std::int64_t kAdaptiveFloorUs = 2000000;
 constexpr std::int64_t kAdaptiveSampleIntervalUs = 10000;
 constexpr std::int64_t kAdaptiveSampleIntervalMinUs = 1000;
 
+// An idle connection the server closed more than this before the timeout its
+// last response advertised is counted as an early close, not idle-timeout.
+// The idle time is measured from the request's arrival (r->request_time) to
+// the close, never shorter than the wait the MPM enforced: the tolerance is
+// for the clock only.
+constexpr std::int64_t kEarlyCloseToleranceUs = 250000;
+
 }  // namespace defaults
 }  // namespace keepalive
 

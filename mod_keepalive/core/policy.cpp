@@ -112,8 +112,14 @@ const char* reason_name(CloseReason reason) {
         case CloseReason::LoadShedding: return "load-shedding";
         case CloseReason::IdleTimeout: return "idle-timeout";
         case CloseReason::ClientGone: return "client-gone";
+        case CloseReason::EarlyCloseBusy: return "early-close-busy";
+        case CloseReason::EarlyCloseStopping: return "early-close-stopping";
     }
     return "unknown";
+}
+
+bool closed_early(std::int64_t idle_us, int advertised_s) {
+    return idle_us + defaults::kEarlyCloseToleranceUs < static_cast<std::int64_t>(advertised_s) * kMicrosPerSecond;
 }
 
 Decision decide(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& facts) {

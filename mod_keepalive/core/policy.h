@@ -107,11 +107,30 @@ enum class CloseReason {
     // How a connection ends when its last response kept it:
     IdleTimeout,     // the server closed it after waiting the idle timeout
     ClientGone,      // the client closed it (or it broke) while idle
+    // The server closed it while idle, before the timeout its last response
+    // advertised (closed_early()):
+    EarlyCloseBusy,      // not stopping: under event, the listener closing
+                         // idle connections of a process with no idle worker
+    EarlyCloseStopping,  // the process was stopping (graceful restart or stop)
 };
 
-constexpr std::size_t kCloseReasonCount = static_cast<std::size_t>(CloseReason::ClientGone) + 1;
+constexpr std::size_t kCloseReasonCount = static_cast<std::size_t>(CloseReason::EarlyCloseStopping) + 1;
 
 const char* reason_name(CloseReason reason);
+
+// Whether a connection the server closed after `idle_us` of idleness was
+// closed before the `advertised_s` seconds its last response advertised
+// (the Keep-Alive header's timeout=, rounded down as sent). The idle time is
+// measured from no later than the idle wait began to no earlier than the
+// close, so a close at the timeout is never early; the tolerance
+// (defaults::kEarlyCloseToleranceUs) absorbs the clock's granularity.
+bool closed_early(std::int64_t idle_us, int advertised_s);
+
+// The reason for an early close: whether the server (the process that
+// closed) was stopping when it closed.
+inline CloseReason early_close_reason(bool stopping) {
+    return stopping ? CloseReason::EarlyCloseStopping : CloseReason::EarlyCloseBusy;
+}
 
 struct Decision {
     Verdict verdict = Verdict::NotApplicable;

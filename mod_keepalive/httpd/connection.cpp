@@ -3,7 +3,9 @@
 // response decided. Event waits in per-vhost queues fixed at start-up
 // (server_rec's keep_alive_timeout); the policy never advertises more than
 // that queue enforces. How that wait ended (the client closed, or the
-// timeout) is read from the request core then fails to read.
+// timeout) is read from the request core then fails to read; whether the
+// server closed it before the timeout its last response advertised (an
+// early close), from how long it was idle.
 
 #include "httpd/connection.h"
 
@@ -16,11 +18,14 @@
 #include "http_request.h"
 #include "ap_mpm.h"
 #include "http_core.h"
+#include "http_log.h"
 
 #include "httpd/connection_state.h"
 #include "httpd/shared_counters.h"
 #include "httpd/observe.h"
 #include "httpd/response_facts.h"
+
+APLOG_USE_MODULE(keepalive);
 
 namespace keepalive::httpd {
 namespace {
@@ -37,8 +42,18 @@ apr_status_t end_of_request(void* data) {
     ConnectionState* cs = connection_state(r->connection);
     if (!cs) return APR_SUCCESS;
     cs->response.forget_request();
-    if ((!r->the_request || !r->the_request[0]) && cs->idle_end == IdleEnd::Waiting) {
-        cs->idle_end = r->status == HTTP_REQUEST_TIME_OUT ? IdleEnd::TimedOut : IdleEnd::ClientGone;
+    if (!r->the_request || !r->the_request[0]) {
+        if (cs->idle_end == IdleEnd::Waiting) {
+            cs->idle_end = r->status == HTTP_REQUEST_TIME_OUT ? IdleEnd::TimedOut : IdleEnd::ClientGone;
+            // read_request_line() stamps the request when its read fails:
+            // when the idle wait ended.
+            cs->idle_read_ended = r->request_time;
+        }
+    } else if (r->request_time != cs->idle_since) {
+        // A request came after the kept response but none of its own was
+        // recorded (HTTP/0.9, no header block): whatever ends the
+        // connection now is not the end of an idle wait.
+        cs->idle_since = 0;
     }
     return APR_SUCCESS;
 }
@@ -79,18 +94,62 @@ int begin_request(request_rec* r) {
     return DECLINED;
 }
 
+__attribute__((noinline)) void log_early_close(const ConnectionState& cs, apr_time_t idle_us) {
+    const server_rec* s = cs.last_server ? cs.last_server : cs.connection->base_server;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 "mod_keepalive: idle connection from %s closed after %.1f s, before the %d s its last response "
+                 "advertised (vhost %s): %s",
+                 cs.connection->client_ip, static_cast<double>(idle_us) / APR_USEC_PER_SEC, cs.advertised_timeout_s,
+                 vhost_name(s).c_str(),
+                 cs.early_close == keepalive::CloseReason::EarlyCloseStopping
+                     ? "the server was stopping (graceful restart or stop)"
+                     : "the MPM had no idle worker");
+}
+
+// Whether the server closed the idle wait after a kept response before the
+// timeout that response advertised, judged once, when the close starts.
+// The idle time runs from the kept response's request (r->request_time,
+// before the wait began) to the moment core's read gave up (prefork,
+// worker) or the close began: event's listener closes idle connections
+// without reading, and the worker that carries its close out runs
+// pre_close_connection before its lingering close, which can last 2 s more
+// before the connection's pool goes.
+void judge_idle_end(ConnectionState* cs) {
+    if (cs->idle_end_judged) return;
+    cs->idle_end_judged = true;
+    if (!cs->last_kept || !cs->idle_since) return;
+    if (cs->idle_end != IdleEnd::Waiting && cs->idle_end != IdleEnd::TimedOut) return;
+    const apr_time_t ended =
+        cs->idle_end == IdleEnd::TimedOut && cs->idle_read_ended ? cs->idle_read_ended : apr_time_now();
+    const apr_time_t idle_us = ended - cs->idle_since;
+    if (!keepalive::closed_early(idle_us, cs->advertised_timeout_s)) return;
+    cs->early_close = keepalive::early_close_reason(server_stopping());
+    log_early_close(*cs, idle_us);
+}
+
+// pre_close_connection: the connection is about to be shut down (every MPM,
+// before its lingering close).
+int note_close(conn_rec* c) {
+    if (ConnectionState* cs = connection_state(c)) judge_idle_end(cs);
+    return DECLINED;
+}
+
 // Why the connection ended: its last response's reason when that response
 // closed it; otherwise how the idle wait after it ended.
 keepalive::CloseReason end_reason(const ConnectionState& cs) {
     if (!cs.last_kept) return cs.last_reason;
     if (cs.idle_end == IdleEnd::ClientGone) return keepalive::CloseReason::ClientGone;
+    if (cs.early_close != keepalive::CloseReason::None) return cs.early_close;
     if (cs.idle_end == IdleEnd::Waiting && server_stopping()) return keepalive::CloseReason::ServerStopping;
     return keepalive::CloseReason::IdleTimeout;
 }
 
 apr_status_t count_end_of_connection(void* data) {
-    const auto* cs = static_cast<const ConnectionState*>(data);
-    if (cs->requests > 0) count_connection_end(cs->metrics_slot, end_reason(*cs), cs->requests);
+    auto* cs = static_cast<ConnectionState*>(data);
+    if (cs->requests == 0) return APR_SUCCESS;
+    // A connection whose pool goes without a close (a child exiting).
+    judge_idle_end(cs);
+    count_connection_end(cs->metrics_slot, end_reason(*cs), cs->requests);
     return APR_SUCCESS;
 }
 
@@ -120,6 +179,7 @@ void register_connection_hooks() {
     ap_hook_post_config(query_mpm, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(track_connection, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_create_request(begin_request, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_pre_close_connection(note_close, nullptr, nullptr, APR_HOOK_MIDDLE);
 }
 
 }  // namespace keepalive::httpd

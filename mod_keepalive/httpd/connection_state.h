@@ -130,6 +130,20 @@ struct ConnectionState {
     keepalive::CloseReason last_reason = keepalive::CloseReason::None;
     int metrics_slot = 0;  // the virtual host of the last request
     IdleEnd idle_end = IdleEnd::NotWaiting;
+    // For telling an early close (connection.cpp) after a kept response:
+    // when its request arrived (r->request_time: no later than the idle wait
+    // after it began; 0 when the request read after it was not recorded),
+    // the timeout= it advertised, and its virtual host, for the log.
+    apr_time_t idle_since = 0;
+    int advertised_timeout_s = 0;
+    const server_rec* last_server = nullptr;
+    // When core's read after a kept response gave up (sync MPMs).
+    apr_time_t idle_read_ended = 0;
+    // The idle wait's end judged once, at the close (pre_close_connection)
+    // or at the latest when the connection's pool goes: None, or an early
+    // close's reason.
+    bool idle_end_judged = false;
+    keepalive::CloseReason early_close = keepalive::CloseReason::None;
     ResponseState response;  // of the request being served
 };
 

@@ -13,7 +13,9 @@
 //                           write the Keep-Alive fields, record
 //   connection.cpp          pre_connection: the connection's state;
 //                           create_request: the idle wait before each
-//                           request; post_config: how the MPM waits
+//                           request; post_config: how the MPM waits;
+//                           pre_close_connection: an idle connection
+//                           closed before its advertised timeout
 //   shared_counters.cpp     post_config: the counters in shared memory
 //   metrics_endpoint.cpp    handler: keepalive-status; mod_status's section
 //   load.cpp                child_init: the MPM's limits, for the

@@ -69,6 +69,9 @@ void record(request_rec* r, const keepalive::Decision& d, bool kept) {
         cs->last_kept = kept;
         cs->last_reason = d.reason;
         cs->metrics_slot = slot;
+        cs->idle_since = r->request_time;
+        cs->advertised_timeout_s = d.advertised_timeout_s;
+        cs->last_server = r->server;
         const server_rec* timeout_source = r->server->keep_alive_timeout_set ? r->server : r->connection->base_server;
         cs->next_idle_timeout = d.idle_timeout_us != timeout_source->keep_alive_timeout ? d.idle_timeout_us : -1;
         cs->idle_end = IdleEnd::Waiting;

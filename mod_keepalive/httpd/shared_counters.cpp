@@ -21,7 +21,6 @@ APLOG_USE_MODULE(keepalive);
 namespace keepalive::httpd {
 namespace {
 
-constexpr const char kRetainedKey[] = "mod_keepalive metrics";
 constexpr std::size_t kNameSize = 128;
 
 // One block of counters and the virtual host it belongs to. Slot 0 is the
@@ -40,17 +39,17 @@ struct Retained {
     std::uint32_t capacity;
 };
 
+// The retained data's key names the slot layout: a graceful restart that
+// loads a build of the module with another layout (more close reasons)
+// starts a segment of its own instead of misreading the old one.
+const std::string& retained_key() {
+    static const std::string key = "mod_keepalive metrics/" + std::to_string(sizeof(Slot));
+    return key;
+}
+
 // Set in the parent at post_config; children inherit the mapping.
 Slot* slots = nullptr;
 std::uint32_t capacity = 0;
-
-std::string vhost_name(const server_rec* s) {
-    const unsigned port = s->port ? s->port : (s->addrs ? s->addrs->host_port : 0);
-    std::string name = s->server_hostname ? s->server_hostname : "";
-    if (port) name += ':' + std::to_string(port);
-    if (name.size() >= kNameSize) name.resize(kNameSize - 1);
-    return name;
-}
 
 Slot* create_slots(apr_pool_t* process_pool, Retained* retained, std::uint32_t wanted, const server_rec* s) {
     apr_shm_t* shm = nullptr;
@@ -112,8 +111,10 @@ int metrics_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_
     // later graceful restart may add.
     const std::uint32_t wanted = 1 + 2 * servers + 8;
 
-    auto* retained = static_cast<Retained*>(ap_retained_data_get(kRetainedKey));
-    if (!retained) retained = static_cast<Retained*>(ap_retained_data_create(kRetainedKey, sizeof(Retained)));
+    auto* retained = static_cast<Retained*>(ap_retained_data_get(retained_key().c_str()));
+    if (!retained) {
+        retained = static_cast<Retained*>(ap_retained_data_create(retained_key().c_str(), sizeof(Retained)));
+    }
     if (!retained->slots || retained->capacity < 1 + servers) {
         if (!create_slots(main_server->process->pool, retained, std::max(wanted, retained->capacity * 2), main_server)) {
             return HTTP_INTERNAL_SERVER_ERROR;
@@ -127,6 +128,14 @@ int metrics_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_
 }
 
 }  // namespace
+
+std::string vhost_name(const server_rec* s) {
+    const unsigned port = s->port ? s->port : (s->addrs ? s->addrs->host_port : 0);
+    std::string name = s->server_hostname ? s->server_hostname : "";
+    if (port) name += ':' + std::to_string(port);
+    if (name.size() >= kNameSize) name.resize(kNameSize - 1);
+    return name;
+}
 
 void register_shared_counter_hooks() {
     ap_hook_post_config(metrics_post_config, nullptr, nullptr, APR_HOOK_MIDDLE);

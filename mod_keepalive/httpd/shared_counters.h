@@ -5,6 +5,7 @@
 #define MOD_KEEPALIVE_HTTPD_SHARED_COUNTERS_H
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "httpd.h"
@@ -16,6 +17,9 @@
 namespace keepalive::httpd {
 
 void register_shared_counter_hooks();
+
+// "host:port", the name a server's counters are labelled with.
+std::string vhost_name(const server_rec* s);
 
 // The block index for a server, as assigned at post_config.
 int metrics_slot(const server_rec* s);

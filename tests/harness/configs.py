@@ -1,6 +1,6 @@
 """Configuration pieces several test files serve: a Lua handler whose body
 has no length, mod_ratelimit splitting the header block, a Keep-Alive
-header forged by mod_headers, and CGI."""
+header forged by mod_headers, CGI, and a pool of four workers."""
 
 
 # -- reusable configuration pieces -------------------------------------------
@@ -51,3 +51,26 @@ def cgi_directory_config(directory="@DOCROOT@/cgi"):
     SetHandler cgi-script
 </Directory>
 """ % directory
+
+
+# A pool of four workers, per MPM: four prefork processes, or one process
+# of four threads (worker, event), for tests that fill the pool.
+FOUR_WORKERS = {
+    "prefork": """\
+        StartServers 4
+        MinSpareServers 4
+        MaxSpareServers 4
+        ServerLimit 4
+        MaxRequestWorkers 4
+        """,
+    "worker": """\
+        StartServers 1
+        ServerLimit 1
+        ThreadLimit 4
+        ThreadsPerChild 4
+        MinSpareThreads 1
+        MaxSpareThreads 5
+        MaxRequestWorkers 4
+        """,
+}
+FOUR_WORKERS["event"] = FOUR_WORKERS["worker"]

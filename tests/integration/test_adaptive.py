@@ -29,6 +29,7 @@ from tests.harness.assertions import (EARLY_SLACK, LATE_SLACK,
                                       assert_closed_soon,
                                       assert_closing_without_keepalive,
                                       assert_keepalive)
+from tests.harness.configs import FOUR_WORKERS
 from tests.harness.httpd import HttpdServer
 from tests.harness.rawhttp import RawConnection, build_request
 from tests.harness.servers import serve
@@ -38,25 +39,6 @@ TIMEOUT = 5.0
 SHRUNK = TIMEOUT - (TIMEOUT - 1.0) * (500 - 300) / (750 - 300)   # 3.22 s
 SLOW_MS = 2000
 
-SIZING = {
-    "prefork": """\
-        StartServers 4
-        MinSpareServers 4
-        MaxSpareServers 4
-        ServerLimit 4
-        MaxRequestWorkers 4
-        """,
-    "worker": """\
-        StartServers 1
-        ServerLimit 1
-        ThreadLimit 4
-        ThreadsPerChild 4
-        MinSpareThreads 1
-        MaxSpareThreads 5
-        MaxRequestWorkers 4
-        """,
-}
-SIZING["event"] = SIZING["worker"]
 
 CONFIG = """\
 KeepAliveAdaptive On
@@ -90,7 +72,8 @@ BUSY_STATES = set("SRWDCLGI")     # mod_status letters of occupied workers
 def server(mpm, module_path):
     yield from serve(HttpdServer(
         mpm, module_path, keepalive=("On", "%d" % TIMEOUT, "100"),
-        extra_config=SIZING[mpm] + CONFIG, extra_modules=("lua", "status"),
+        extra_config=FOUR_WORKERS[mpm] + CONFIG,
+        extra_modules=("lua", "status"),
         files={"scripts/slow.lua": SLOW_LUA}, name="adaptive"))
 
 

@@ -126,7 +126,8 @@ TEST(Prometheus, EveryReasonIsListedEvenAtZero) {
     const std::string text = keepalive::render_prometheus(CounterValues{}, {});
     for (const char* reason : {"client-close", "http10-no-optin", "budget-reached", "lifetime-reached", "idle-timeout",
                                "disabled", "disabled-by-condition", "load-shedding", "error-status",
-                               "undelimited-body", "server-stopping", "client-gone"}) {
+                               "undelimited-body", "server-stopping", "client-gone",
+                               "early-close-busy", "early-close-stopping"}) {
         EXPECT_NE(text.find("keepalive_connections_closed_total{reason=\"" + std::string(reason) + "\"} 0\n"),
                   std::string::npos)
             << reason;

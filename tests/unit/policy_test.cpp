@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
 #include <string>
 
 #include "core/policy.h"
@@ -285,6 +286,40 @@ TEST(Policy, ReasonNamesAreStableLogTokens) {
     EXPECT_STREQ(keepalive::reason_name(CloseReason::LifetimeReached), "lifetime-reached");
     EXPECT_STREQ(keepalive::reason_name(CloseReason::Http10Proxy), "http10-proxy");
     EXPECT_STREQ(keepalive::reason_name(CloseReason::DisabledByCondition), "disabled-by-condition");
+    EXPECT_STREQ(keepalive::reason_name(CloseReason::IdleTimeout), "idle-timeout");
+    EXPECT_STREQ(keepalive::reason_name(CloseReason::EarlyCloseBusy), "early-close-busy");
+    EXPECT_STREQ(keepalive::reason_name(CloseReason::EarlyCloseStopping), "early-close-stopping");
+}
+
+TEST(EarlyClose, EveryReasonHasItsOwnName) {
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < keepalive::kCloseReasonCount; ++i) {
+        const std::string name = keepalive::reason_name(static_cast<CloseReason>(i));
+        EXPECT_NE(name, "unknown") << i;
+        EXPECT_TRUE(names.insert(name).second) << name;
+    }
+}
+
+TEST(EarlyClose, BeforeTheAdvertisedTimeoutLessTheToleranceIsEarly) {
+    // Event's listener closing a connection that was told timeout=5 after 3 s.
+    EXPECT_TRUE(keepalive::closed_early(3000000, 5));
+    // A graceful restart right after the response.
+    EXPECT_TRUE(keepalive::closed_early(0, 5));
+    EXPECT_TRUE(keepalive::closed_early(5000000 - keepalive::defaults::kEarlyCloseToleranceUs - 1, 5));
+}
+
+TEST(EarlyClose, AtOrAfterTheTimeoutOrWithinTheToleranceIsNot) {
+    EXPECT_FALSE(keepalive::closed_early(5000000, 5));
+    EXPECT_FALSE(keepalive::closed_early(5003000, 5));  // the normal idle timeout, a little late
+    EXPECT_FALSE(keepalive::closed_early(5000000 - keepalive::defaults::kEarlyCloseToleranceUs, 5));
+    EXPECT_FALSE(keepalive::closed_early(60000000, 5));
+    // timeout=0 (a sub-second timeout, rounded down) promises nothing.
+    EXPECT_FALSE(keepalive::closed_early(0, 0));
+}
+
+TEST(EarlyClose, StoppingDecidesTheReason) {
+    EXPECT_EQ(keepalive::early_close_reason(false), CloseReason::EarlyCloseBusy);
+    EXPECT_EQ(keepalive::early_close_reason(true), CloseReason::EarlyCloseStopping);
 }
 
 std::string note(const Decision& d, bool kept) {

@@ -1,4 +1,6 @@
-"""The counters survive a graceful restart (event only) and keep counting."""
+"""The counters survive a graceful restart (event only) and keep counting;
+the idle connection the restart closes, long before its advertised
+timeout, is counted as early-close-stopping."""
 
 import os
 import re
@@ -40,7 +42,8 @@ def restart_server(mpm, module_path):
         pytest.skip("graceful restart is checked under event only")
     yield from serve(HttpdServer(
         mpm, module_path, keepalive=("On", "5", "100"),
-        extra_config=RESTART_CONFIG, name="metrics-restart"))
+        extra_config=RESTART_CONFIG, log_level="notice keepalive:info",
+        name="metrics-restart"))
 
 
 def test_counters_survive_a_graceful_restart(restart_server):
@@ -74,10 +77,16 @@ def test_counters_survive_a_graceful_restart(restart_server):
              if after.get((n, l)) is None or after[(n, l)] < before[(n, l)]}
     assert not lower, "series lost or lower after the restart: %r" % lower
     diff = mismatches(
-        Expect().ended(1, "server-stopping").values(
+        Expect().ended(1, "early-close-stopping").values(
             scope_values(after, vhost).keys()),
         subtract(scope_values(after, vhost), scope_values(before, vhost)))
     assert not diff, "r.test after the restart: %s" % diff
+    # Closed long before the 10 s it was promised: an early close, logged.
+    assert re.search(r"\[keepalive:info\] .*mod_keepalive: idle connection "
+                     r"from 127\.0\.0\.1 closed after \d+\.\d s, before the "
+                     r"10 s its last response advertised \(vhost %s\): the "
+                     r"server was stopping" % re.escape(vhost),
+                     server.error_log()), server.error_log()
     # And they keep counting.
     closes(port, "r.test", "/", "/", ("/", "HTTP/1.1", CLOSE))
     later = fresh_scrape_until(port, vhost, 3)
