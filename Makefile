@@ -9,6 +9,8 @@
 #   make test-package  as root: install that package, a2enmod, run apache2, purge
 #   make bench-robustness  memory, graceful-restart and valgrind benchmarks (bench/)
 #   make bench-cost  instructions per request (callgrind), wrk throughput, decide() (bench/)
+#   make test-httpd-suite  httpd's own test suite without and with the module, compared
+#                   (keep-alive subset; HTTPD_SUITE=full for the whole suite)
 
 SHELL := /bin/bash
 
@@ -40,6 +42,11 @@ BENCH_COST_PACKAGES := valgrind wrk libbenchmark-dev
 # is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
 DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
                       libgtest-dev lintian
+# ... and those "make test-httpd-suite" needs: Apache::Test (in mod_perl's
+# package) and the Perl modules httpd-tests' FastCGI, WebSocket, DAV and
+# include tests use, rather than skipping them.
+HTTPD_SUITE_PACKAGES := libapache2-mod-perl2 libfcgi-perl libanyevent-websocket-client-perl \
+                        libhttp-dav-perl libdatetime-perl openssl perl xz-utils
 
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
@@ -203,6 +210,17 @@ bench-cost: deps $(MODULE_SO)
 	@$(MAKE) --no-print-directory $(DECIDE_BENCHMARK)
 	$(DECIDE_BENCHMARK) --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 	$(PYTHON) -m bench.cost --module $(MODULE_SO)
+
+# httpd's own test suite (httpd-tests, Apache::Test) run twice on Debian's
+# apache2, without and with the module, compared per file and per subtest
+# (tests/httpd-suite/run.py, docs/testing.md). HTTPD_SUITE=full runs all of
+# it, the default its keep-alive subset; KEEPALIVE_MODULE=path tests another
+# build of the module. Not part of "make test".
+.PHONY: test-httpd-suite
+test-httpd-suite: deps $(MODULE_SO)
+	@apxs/install-deps $(HTTPD_SUITE_PACKAGES)
+	$(PYTHON) tests/httpd-suite/run.py --mode $(or $(HTTPD_SUITE),subset) \
+	    --module $(or $(KEEPALIVE_MODULE),$(MODULE_SO))
 
 # Needs root: installs the package into this machine's apache2 and removes it.
 test-package:
