@@ -10,6 +10,8 @@
 #   make test-compat  the integration tests on httpd 2.4.52, 2.4.58, 2.4.62 built from source
 #   make bench-robustness  memory, graceful-restart and valgrind benchmarks (bench/)
 #   make bench-cost  instructions per request (callgrind), wrk throughput, decide() (bench/)
+#   make test-httpd-suite  httpd's own test suite without and with the module, compared
+#                   (keep-alive subset; HTTPD_SUITE=full for the whole suite)
 
 SHELL := /bin/bash
 
@@ -45,6 +47,11 @@ COMPAT_PACKAGES := autoconf libtool libapr1-dev libaprutil1-dev libpcre3-dev lib
 # is part of apache2-dev), dpkg-buildpackage with what it checks for, lintian.
 DEB_BUILD_PACKAGES := apache2-dev build-essential debhelper dpkg-dev fakeroot \
                       libgtest-dev lintian
+# ... and those "make test-httpd-suite" needs: Apache::Test (in mod_perl's
+# package) and the Perl modules httpd-tests' FastCGI, WebSocket, DAV and
+# include tests use, rather than skipping them.
+HTTPD_SUITE_PACKAGES := libapache2-mod-perl2 libfcgi-perl libanyevent-websocket-client-perl \
+                        libhttp-dav-perl libdatetime-perl openssl perl xz-utils
 
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
@@ -217,6 +224,17 @@ bench-cost: deps $(MODULE_SO)
 test-compat: deps
 	@apxs/install-deps $(COMPAT_PACKAGES)
 	$(PYTHON) -m tests.compat.run $(COMPAT_ARGS)
+
+# httpd's own test suite (httpd-tests, Apache::Test) run twice on Debian's
+# apache2, without and with the module, compared per file and per subtest
+# (tests/httpd-suite/run.py, docs/testing.md). HTTPD_SUITE=full runs all of
+# it, the default its keep-alive subset; KEEPALIVE_MODULE=path tests another
+# build of the module. Not part of "make test".
+.PHONY: test-httpd-suite
+test-httpd-suite: deps $(MODULE_SO)
+	@apxs/install-deps $(HTTPD_SUITE_PACKAGES)
+	$(PYTHON) tests/httpd-suite/run.py --mode $(or $(HTTPD_SUITE),subset) \
+	    --module $(or $(KEEPALIVE_MODULE),$(MODULE_SO))
 
 # Needs root: installs the package into this machine's apache2 and removes it.
 test-package:
