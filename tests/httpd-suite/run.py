@@ -212,11 +212,8 @@ def stop_servers(runner, tree):
 # --- preparing the runs -----------------------------------------------------
 
 def sha256(path):
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def extract(runner, tarball, work):
