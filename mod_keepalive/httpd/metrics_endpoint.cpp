@@ -31,11 +31,8 @@ bool wants_json(const request_rec* r) {
     return false;
 }
 
-// handler: SetHandler keepalive-status serves Prometheus text, or JSON
-// with ?format=json.
-int metrics_handler(request_rec* r) {
-    // Runs for every request: the first letter turns away nearly all.
-    if (!r->handler || r->handler[0] != 'k' || std::strcmp(r->handler, "keepalive-status") != 0) return DECLINED;
+// Prometheus text, or JSON with ?format=json.
+__attribute__((noinline)) int serve_metrics(request_rec* r) {
     r->allowed = AP_METHOD_BIT << M_GET;
     r->allowed_methods->method_mask = AP_METHOD_BIT << M_GET;
     if (r->method_number != M_GET) return HTTP_METHOD_NOT_ALLOWED;
@@ -56,6 +53,13 @@ int metrics_handler(request_rec* r) {
     ap_set_content_length(r, static_cast<apr_off_t>(body.size()));
     if (!r->header_only) ap_rwrite(body.data(), static_cast<int>(body.size()), r);
     return OK;
+}
+
+// handler: SetHandler keepalive-status. Runs for every request: the first
+// letter turns away nearly all, before serve_metrics()'s frame is set up.
+int metrics_handler(request_rec* r) {
+    if (!r->handler || r->handler[0] != 'k' || std::strcmp(r->handler, "keepalive-status") != 0) return DECLINED;
+    return serve_metrics(r);
 }
 
 // mod_status's status_hook: a section on /server-status, lines on ?auto.
