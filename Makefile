@@ -34,7 +34,7 @@ DECIDE_BENCHMARK := $(BUILD)/decide_benchmark
 # Debian packages the build, the demo and the tests need.
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
                 libgtest-dev python3 python3-pytest nghttp2-client wrk \
-                nodejs clang libclang-rt-14-dev
+                nodejs clang libclang-rt-14-dev prometheus
 # ... those "make bench-robustness" needs (ss is in iproute2) ...
 BENCH_PACKAGES := valgrind wrk iproute2
 # ... and those "make bench-cost" needs.

@@ -14,6 +14,21 @@ httpd with mod_keepalive loaded, same configuration, same traffic:
                 servers alternating round by round (--rounds); the ratio is
                 module/core of the median requests/s.
 
+Each measurement runs in one or both of two configurations (--config):
+
+  harness   tests/harness/httpd.py's generated configuration: few modules,
+            one access log with the harness's own format
+  debian    Debian's default: the modules a fresh apache2 install enables,
+            their mods-available/*.conf, apache2.conf's five LogFormats and
+            security.conf, and one access log in the "combined" format, as
+            the default site has (the harness's mod_headers stays loaded)
+
+--before MODULE adds a server with an earlier build of the module to the
+same run: before and after a change, side by side with core. --note-read
+adds the module again with a log format that names %{keepalive}n. What the
+request note costs is reported per server as the inclusive cost of
+note_outcome(), the function that makes it (0 where nothing reads it).
+
 The cost of the policy decision alone is measured by
 build/decide_benchmark (Google Benchmark; `make bench-decide`).
 
@@ -65,9 +80,46 @@ def need(tool, package):
         die("%s not found: apt-get install %s" % (tool, package))
 
 
-def make_server(module, mpm="prefork", extra=""):
+# What a fresh Debian apache2 install enables beyond what the harness loads
+# (authz_core, mime, dir, log_config; mod_logio is built in).
+DEBIAN_MODULES = ("access_compat", "alias", "auth_basic", "authn_core", "authn_file", "authz_host", "authz_user",
+                  "autoindex", "deflate", "env", "filter", "negotiation", "reqtimeout", "setenvif", "status")
+DEBIAN_MODS_AVAILABLE = Path("/etc/apache2/mods-available")
+# apache2.conf's log formats and security.conf, as Debian ships them; the
+# default site logs with "combined".
+DEBIAN_MAIN = r"""
+HostnameLookups Off
+AccessFileName .htaccess
+<FilesMatch "^\.ht">
+    Require all denied
+</FilesMatch>
+LogFormat "%v:%p %h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"" vhost_combined
+LogFormat "%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"" combined
+LogFormat "%h %l %u %t \"%r\" %>s %O" common
+LogFormat "%{Referer}i -> %U" referer
+LogFormat "%{User-agent}i" agent
+CustomLog "@DIR@/logs/access.log" combined
+ServerTokens OS
+ServerSignature On
+TraceEnable Off
+"""
+
+
+def debian_config():
+    parts = []
+    for name in DEBIAN_MODULES + ("dir", "mime"):
+        conf = DEBIAN_MODS_AVAILABLE / (name + ".conf")
+        if conf.exists():
+            parts.append("# --- %s ---\n%s" % (conf, conf.read_text()))
+    return "\n".join(parts) + DEBIAN_MAIN
+
+
+def make_server(module, mpm="prefork", extra="", config="harness"):
     # MaxKeepAliveRequests as the default, the connection length the clients use.
-    return HttpdServer(mpm, module_path=module, keepalive=("On", "5", "100"), extra_config=extra,
+    debian = config == "debian"
+    return HttpdServer(mpm, module_path=module, keepalive=("On", "5", "100"),
+                       extra_config=(debian_config() if debian else "") + extra,
+                       extra_modules=DEBIAN_MODULES if debian else (), access_log=not debian,
                        files={"htdocs/" + PAGE: PAGE_BODY}, name="cost")
 
 
@@ -110,10 +162,10 @@ def drive(port, request, requests, per_connection, timeout):
         done += batch
 
 
-def callgrind_instructions(module, request, requests, per_connection, workdir, extra=""):
+def callgrind_instructions(module, request, requests, per_connection, workdir, extra="", config="harness"):
     """Total instructions callgrind counted for one `apache2 -X` run serving
     `requests` requests."""
-    server = make_server(module, extra=extra)
+    server = make_server(module, extra=extra, config=config)
     server.configtest()  # writes the configuration and the document root
     out_dir = Path(tempfile.mkdtemp(prefix="cg-", dir=workdir))
     os.chmod(out_dir, 0o1777)  # the child writes its profile as www-data
@@ -158,9 +210,11 @@ def callgrind_instructions(module, request, requests, per_connection, workdir, e
 ANNOTATE_RE = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*?)(?: \[(.*)\])?$")
 
 
-def self_costs(profile):
-    """Instructions per function (self cost), from callgrind_annotate."""
-    result = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", str(profile)],
+def self_costs(profile, inclusive=False):
+    """Instructions per function (self cost, or with what it calls), from
+    callgrind_annotate."""
+    result = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100",
+                             "--inclusive=%s" % ("yes" if inclusive else "no"), str(profile)],
                             capture_output=True, text=True)
     costs = {}
     for line in result.stdout.splitlines():
@@ -172,13 +226,42 @@ def self_costs(profile):
     return costs
 
 
+# Where the request note (%{keepalive}n) is made since it is made only when
+# a format reads it: note_outcome(), with what it calls (formatting,
+# apr_palloc, apr_table_addn). Earlier builds made it inside record(), which
+# link-time optimization inlines: no function of theirs shows it alone.
+RECORDING_FUNCTIONS = ("note_outcome",)
+
+# --note-read: the module again, with a log format that names the note
+# (defined, not used by any log, so nothing is written): what the note costs
+# where something reads it.
+NOTE_READ_CONFIG = 'LogFormat "%{keepalive}n" keepalive_note'
+
+
+
+def per_request_costs(profiles, label, args, inclusive=False):
+    """Cost per function per request, differenced like the totals (large run
+    minus small run)."""
+    small = self_costs(profiles[label, args.small], inclusive)
+    large = self_costs(profiles[label, args.large], inclusive)
+    return {k: (large.get(k, 0) - small.get(k, 0)) / (args.large - args.small) for k in set(small) | set(large)}
+
+
+def recording_costs(costs):
+    """Inclusive cost per request of each of RECORDING_FUNCTIONS (0 when it
+    never ran)."""
+    out = {}
+    for function in RECORDING_FUNCTIONS:
+        pattern = re.compile(r"(^|::)%s\(" % function)
+        out[function] = sum(v for (name, obj), v in costs.items()
+                            if pattern.search(name) and obj == "mod_keepalive.so")
+    return out
+
+
 def print_function_differences(profiles, args, limit=25):
     """Where the added instructions go: per-function self cost per request,
-    differenced like the totals (large run minus small run), module minus core."""
-    def per_request(label):
-        small, large = self_costs(profiles[label, args.small]), self_costs(profiles[label, args.large])
-        return {k: (large.get(k, 0) - small.get(k, 0)) / (args.large - args.small) for k in set(small) | set(large)}
-    core, module = per_request("core"), per_request("module")
+    module minus core."""
+    core, module = per_request_costs(profiles, "core", args), per_request_costs(profiles, "module", args)
     diffs = sorted(((module.get(k, 0) - core.get(k, 0), k) for k in set(core) | set(module)), reverse=True)
     print("\nwhere the added instructions go (self cost per request, module minus core):")
     for added, (name, obj) in diffs[:limit]:
@@ -186,27 +269,32 @@ def print_function_differences(profiles, args, limit=25):
             print("  %+8.1f  %s [%s]" % (added, name[:110], obj))
 
 
-def measure_instructions(args, module, traffic):
-    rows = {}
+def measure_instructions(args, servers, traffic, config):
+    """Instructions per request for each (label, module, configuration) of
+    `servers`, and what the functions that make the request note cost."""
+    rows, notes = {}, {}
     profiles = {}
     with tempfile.TemporaryDirectory(prefix="ka-cost-") as workdir:
         os.chmod(workdir, 0o755)
-        for label, path in (("core", None), ("module", module)):
+        for label, path, extra in servers:
             totals = []
             for count in (args.small, args.large):
                 total, profile = callgrind_instructions(path, REQUESTS[traffic], count, args.per_connection, workdir,
-                                                        args.module_config if path else "")
+                                                        extra, config)
                 totals.append(total)
                 if args.keep:
-                    kept = Path(args.keep) / ("%s-%s-%d.callgrind" % (traffic, label, count))
+                    kept = Path(args.keep) / ("%s-%s-%s-%d.callgrind" % (config, traffic, label, count))
                     kept.write_bytes(profile.read_bytes())
                     profile = kept
                 profiles[label, count] = profile
-                print("  %-6s %-6s %7d requests: %d instructions" % (traffic, label, count, total), flush=True)
+                print("  %-7s %-6s %-6s %7d requests: %d instructions" % (config, traffic, label, count, total),
+                      flush=True)
             rows[label] = (totals[1] - totals[0]) / (args.large - args.small)
+            if path:
+                notes[label] = recording_costs(per_request_costs(profiles, label, args, inclusive=True))
         if args.functions:
             print_function_differences(profiles, args)
-    return rows
+    return rows, notes
 
 
 def wrk_requests_per_second(port, args):
@@ -266,6 +354,12 @@ def main():
     p.add_argument("--functions", action="store_true",
                    help="also list the functions whose cost the module adds to")
     p.add_argument("--keep", metavar="DIR", help="keep the callgrind profiles in DIR")
+    p.add_argument("--config", default="harness,debian",
+                   help="configurations for callgrind, comma-separated: harness, debian (see above)")
+    p.add_argument("--before", metavar="MODULE",
+                   help="an earlier build of the module, measured in the same run as a third server")
+    p.add_argument("--note-read", action="store_true",
+                   help="also measure the module with a log format that reads %%{keepalive}n")
     p.add_argument("--module-config", default="", metavar="LINES",
                    help="configuration only the module's server gets, e.g. 'KeepAliveMaxLifetime 1h': "
                         "what a request costs when one of the module's directives applies to it")
@@ -276,6 +370,16 @@ def main():
     if not module.exists():
         die("%s not found: run make first" % module)
 
+    servers = [("core", None, "")]
+    if args.before:
+        before = Path(args.before).resolve()
+        if not before.exists():
+            die("%s not found" % before)
+        servers.append(("before", before, args.module_config))
+        print("bench/cost: before %s" % before)
+    servers.append(("module", module, args.module_config))
+    if args.note_read:
+        servers.append(("note-read", module, (args.module_config + "\n" + NOTE_READ_CONFIG).strip()))
     print("bench/cost: module %s" % module)
     if args.module_config:
         print("bench/cost: the module's server also has: %s" % args.module_config.replace("\n", "; "))
@@ -286,25 +390,37 @@ def main():
         need("valgrind", "valgrind")
         print("\ncallgrind, prefork httpd -X, GET /%s (3072 bytes), %d requests per connection:"
               % (PAGE, args.per_connection), flush=True)
-        for traffic in args.traffic.split(","):
-            if traffic not in REQUESTS:
-                die("unknown --traffic %r" % traffic)
-            instructions[traffic] = measure_instructions(args, module, traffic)
+        for config in args.config.split(","):
+            if config not in ("harness", "debian"):
+                die("unknown --config %r" % config)
+            if config == "debian" and not DEBIAN_MODS_AVAILABLE.exists():
+                die("%s not found: the debian configuration needs Debian's apache2 package" % DEBIAN_MODS_AVAILABLE)
+            for traffic in args.traffic.split(","):
+                if traffic not in REQUESTS:
+                    die("unknown --traffic %r" % traffic)
+                instructions[config, traffic] = measure_instructions(args, servers, traffic, config)
     if not args.skip_wrk:
         need("wrk", "wrk")
         print("\nwrk -t1 -c%d -d%ds, prefork, %d rounds per server, alternating:"
               % (args.connections, args.seconds, args.rounds), flush=True)
         throughput = measure_throughput(args, module)
 
-    print("\n| measure | core | with mod_keepalive | added | target |")
-    print("| --- | --- | --- | --- | --- |")
-    for traffic, rows in instructions.items():
-        core, mod = rows["core"], rows["module"]
-        added = mod - core
-        what = {"token": "clients sending keep-alive", "plain": "clients without Connection header"}[traffic]
-        print("| instructions per request, %s | %.0f | %.0f | %+.0f (%+.2f%%) | at most +1.0%% |"
-              % (what, core, mod, added, 100.0 * added / core))
+    labels = [label for label, _, _ in servers]
+    if instructions:
+        print("\ninstructions per request (added: against core):\n")
+        print("| configuration | clients | %s | note_outcome() inclusive (%s) |"
+              % (" | ".join(labels[:1] + ["%s (added)" % l for l in labels[1:]]), ", ".join(labels[1:])))
+        print("|" + " --- |" * (len(labels) + 3))
+    for (config, traffic), (rows, notes) in instructions.items():
+        core = rows["core"]
+        what = {"token": "sending keep-alive", "plain": "no Connection header"}[traffic]
+        cells = ["%.0f" % core] + ["%.0f (%+.0f, %+.2f%%)" % (rows[l], rows[l] - core, 100.0 * (rows[l] - core) / core)
+                                   for l in labels[1:]]
+        print("| %s | %s | %s | %s |" % (config, what, " | ".join(cells),
+                                         ", ".join("%.1f" % notes[l]["note_outcome"] for l in labels[1:])))
     if throughput:
+        print("\n| measure | core | with mod_keepalive | added | target |")
+        print("| --- | --- | --- | --- | --- |")
         core = statistics.median(throughput["core"])
         mod = statistics.median(throughput["module"])
         print("| wrk requests/s (median) | %.0f | %.0f | ratio %.3f | ratio at least 0.98 |" % (core, mod, mod / core))

@@ -48,7 +48,7 @@ std::string escape_json(std::string_view value) {
 }
 
 // One Prometheus sample line: name{labels} value.
-void sample(std::string& out, std::string_view name, const std::string& labels, std::uint64_t value) {
+void sample_text(std::string& out, std::string_view name, const std::string& labels, const std::string& value) {
     out.append(name);
     if (!labels.empty()) {
         out += '{';
@@ -56,8 +56,12 @@ void sample(std::string& out, std::string_view name, const std::string& labels, 
         out += '}';
     }
     out += ' ';
-    out += std::to_string(value);
+    out += value;
     out += '\n';
+}
+
+void sample(std::string& out, std::string_view name, const std::string& labels, std::uint64_t value) {
+    sample_text(out, name, labels, std::to_string(value));
 }
 
 void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
@@ -84,6 +88,30 @@ std::string with_label(const std::string& scope, std::string_view name, std::str
 
 std::string bound_text(std::size_t slot) {
     return slot < kRequestsPerConnectionBounds.size() ? std::to_string(kRequestsPerConnectionBounds[slot]) : "+Inf";
+}
+
+// Milliseconds as seconds, as short as exact: 100 -> "0.1", 5000 -> "5".
+std::string milliseconds_as_seconds(std::uint64_t ms) {
+    std::string text = std::to_string(ms / 1000);
+    if (const std::uint64_t rest = ms % 1000) {
+        char fraction[8];
+        std::snprintf(fraction, sizeof fraction, ".%03u", static_cast<unsigned>(rest));
+        text += fraction;
+        while (text.back() == '0') text.pop_back();
+    }
+    return text;
+}
+
+std::string lifetime_bound_text(std::size_t slot) {
+    return slot < kLifetimeBoundsMs.size() ? milliseconds_as_seconds(kLifetimeBoundsMs[slot]) : "+Inf";
+}
+
+// Microseconds as seconds with all six decimals: a histogram's _sum.
+std::string microseconds_as_seconds(std::uint64_t us) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%llu.%06llu", static_cast<unsigned long long>(us / 1000000),
+                  static_cast<unsigned long long>(us % 1000000));
+    return text;
 }
 
 struct Scope {
@@ -115,6 +143,15 @@ void json_values(std::string& out, const CounterValues& v) {
     }
     out += "},\"sum\":" + std::to_string(v.requests_per_connection_sum) +
            ",\"count\":" + std::to_string(v.requests_per_connection_count) + "}";
+    out += ",\"connection_lifetime_seconds\":{\"buckets\":{";
+    cumulative = 0;
+    for (std::size_t slot = 0; slot < kLifetimeSlots; ++slot) {
+        cumulative += v.connection_lifetime[slot];
+        if (slot) out += ',';
+        out += "\"" + lifetime_bound_text(slot) + "\":" + std::to_string(cumulative);
+    }
+    out += "},\"sum\":" + microseconds_as_seconds(v.connection_lifetime_sum_us) +
+           ",\"count\":" + std::to_string(v.requests_per_connection_count) + "}";
 }
 
 }  // namespace
@@ -129,11 +166,20 @@ void SharedCounters::count_response(bool kept) {
     (kept ? responses_keep : responses_close).fetch_add(1, kRelaxed);
 }
 
-void SharedCounters::count_connection_end(CloseReason reason, std::uint64_t requests_served) {
+std::size_t lifetime_slot(std::uint64_t lifetime_us) {
+    std::size_t slot = 0;
+    while (slot < kLifetimeBoundsMs.size() && lifetime_us > kLifetimeBoundsMs[slot] * 1000) ++slot;
+    return slot;
+}
+
+void SharedCounters::count_connection_end(CloseReason reason, std::uint64_t requests_served,
+                                          std::uint64_t lifetime_us) {
     connections_closed[static_cast<std::size_t>(reason)].fetch_add(1, kRelaxed);
     requests_per_connection[histogram_slot(requests_served)].fetch_add(1, kRelaxed);
     requests_per_connection_sum.fetch_add(requests_served, kRelaxed);
     requests_per_connection_count.fetch_add(1, kRelaxed);
+    connection_lifetime[lifetime_slot(lifetime_us)].fetch_add(1, kRelaxed);
+    connection_lifetime_sum_us.fetch_add(lifetime_us, kRelaxed);
 }
 
 CounterValues SharedCounters::load() const {
@@ -147,6 +193,8 @@ CounterValues SharedCounters::load() const {
     }
     v.requests_per_connection_sum = requests_per_connection_sum.load(kRelaxed);
     v.requests_per_connection_count = requests_per_connection_count.load(kRelaxed);
+    for (std::size_t i = 0; i < kLifetimeSlots; ++i) v.connection_lifetime[i] = connection_lifetime[i].load(kRelaxed);
+    v.connection_lifetime_sum_us = connection_lifetime_sum_us.load(kRelaxed);
     return v;
 }
 
@@ -182,6 +230,20 @@ std::string render_prometheus(const CounterValues& total, const std::vector<Name
         }
         sample(out, "keepalive_requests_per_connection_sum", s.labels, s.values->requests_per_connection_sum);
         sample(out, "keepalive_requests_per_connection_count", s.labels, s.values->requests_per_connection_count);
+    }
+
+    family(out, "keepalive_connection_lifetime_seconds", "histogram",
+           "How long each closed connection lasted, from its accept to its end.");
+    for (const Scope& s : all) {
+        std::uint64_t cumulative = 0;
+        for (std::size_t slot = 0; slot < kLifetimeSlots; ++slot) {
+            cumulative += s.values->connection_lifetime[slot];
+            sample(out, "keepalive_connection_lifetime_seconds_bucket",
+                   with_label(s.labels, "le", lifetime_bound_text(slot)), cumulative);
+        }
+        sample_text(out, "keepalive_connection_lifetime_seconds_sum", s.labels,
+                    microseconds_as_seconds(s.values->connection_lifetime_sum_us));
+        sample(out, "keepalive_connection_lifetime_seconds_count", s.labels, s.values->requests_per_connection_count);
     }
     return out;
 }

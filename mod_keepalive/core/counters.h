@@ -22,6 +22,11 @@ namespace keepalive {
 // Upper bounds (le) of the requests-per-connection histogram; +Inf follows.
 constexpr std::array<std::uint64_t, 11> kRequestsPerConnectionBounds = {1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000};
 constexpr std::size_t kHistogramSlots = kRequestsPerConnectionBounds.size() + 1;
+// Upper bounds of the connection-lifetime histogram, in milliseconds (the
+// series says seconds: le="0.1" ... le="3600"); +Inf follows.
+constexpr std::array<std::uint64_t, 11> kLifetimeBoundsMs = {100,   500,    1000,   5000,    10000,  30000,
+                                                             60000, 300000, 600000, 1800000, 3600000};
+constexpr std::size_t kLifetimeSlots = kLifetimeBoundsMs.size() + 1;
 
 // A plain copy of one block of counters.
 struct CounterValues {
@@ -31,7 +36,9 @@ struct CounterValues {
     std::array<std::uint64_t, kCloseReasonCount> connections_closed{};
     std::array<std::uint64_t, kHistogramSlots> requests_per_connection{};  // per slot, not cumulative
     std::uint64_t requests_per_connection_sum = 0;
-    std::uint64_t requests_per_connection_count = 0;
+    std::uint64_t requests_per_connection_count = 0;  // also the lifetime histogram's count
+    std::array<std::uint64_t, kLifetimeSlots> connection_lifetime{};  // per slot, not cumulative
+    std::uint64_t connection_lifetime_sum_us = 0;
 };
 
 // One block of counters as it lives in shared memory. Zeroed memory is a
@@ -46,11 +53,14 @@ struct SharedCounters {
     std::array<std::atomic<std::uint64_t>, kHistogramSlots> requests_per_connection;
     std::atomic<std::uint64_t> requests_per_connection_sum;
     std::atomic<std::uint64_t> requests_per_connection_count;
+    std::array<std::atomic<std::uint64_t>, kLifetimeSlots> connection_lifetime;
+    std::atomic<std::uint64_t> connection_lifetime_sum_us;
 
     // A response the module decided on (HTTP/2 and HTTP/0.9 are not counted).
     void count_response(bool kept);
-    // A connection that carried at least one decided request has ended.
-    void count_connection_end(CloseReason reason, std::uint64_t requests_served);
+    // A connection that carried at least one decided request has ended,
+    // `lifetime_us` after it was accepted.
+    void count_connection_end(CloseReason reason, std::uint64_t requests_served, std::uint64_t lifetime_us);
     CounterValues load() const;
 };
 
@@ -58,6 +68,8 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "counters in shar
 
 // The histogram slot for a connection that served `requests` requests.
 std::size_t histogram_slot(std::uint64_t requests);
+// The lifetime histogram's slot for a connection that lasted `lifetime_us`.
+std::size_t lifetime_slot(std::uint64_t lifetime_us);
 
 struct NamedValues {
     std::string name;  // the virtual host, "host:port"

@@ -149,7 +149,9 @@ apr_status_t count_end_of_connection(void* data) {
     if (cs->requests == 0) return APR_SUCCESS;
     // A connection whose pool goes without a close (a child exiting).
     judge_idle_end(cs);
-    count_connection_end(cs->metrics_slot, end_reason(*cs), cs->requests);
+    const apr_time_t lived = apr_time_now() - cs->accepted;
+    count_connection_end(cs->metrics_slot, end_reason(*cs), cs->requests,
+                         lived > 0 ? static_cast<std::uint64_t>(lived) : 0);
     return APR_SUCCESS;
 }
 

@@ -11,6 +11,8 @@
 //                           alone, or the policy first
 //   observe.cpp             KEEPALIVE_OBSERVE, after core decided: judge,
 //                           write the Keep-Alive fields, record
+//   log_note.cpp            post_config: whether any log format reads the
+//                           keepalive note, so it is made only then
 //   connection.cpp          pre_connection: the connection's state;
 //                           create_request: the idle wait before each
 //                           request; post_config: how the MPM waits;
@@ -33,6 +35,7 @@
 #include "httpd/drain.h"
 #include "httpd/header_takeover_24.h"
 #include "httpd/load.h"
+#include "httpd/log_note.h"
 #include "httpd/metrics_endpoint.h"
 #include "httpd/observe.h"
 #include "httpd/shared_counters.h"
@@ -59,6 +62,7 @@ void register_hooks(apr_pool_t*) {
     register_header_takeover_hooks();
     register_config_hooks();
     register_observe_hooks();
+    register_log_note_hooks();
     register_connection_hooks();
     register_shared_counter_hooks();
     register_metrics_endpoint_hooks();

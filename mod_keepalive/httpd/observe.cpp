@@ -25,6 +25,7 @@
 #include "httpd/config.h"
 #include "httpd/drain.h"
 #include "httpd/header_takeover_24.h"
+#include "httpd/log_note.h"
 #include "httpd/shared_counters.h"
 #include "httpd/policy_path.h"
 #include "httpd/response_facts.h"
@@ -49,19 +50,28 @@ __attribute__((noinline)) void trace_outcome(const request_rec* r, const keepali
     }
 }
 
-// What the decision was, for the access log (%{keepalive}n), the trace log,
-// the counters and the connection's end.
-void record(request_rec* r, const keepalive::Decision& d, bool kept) {
+// The note for %{keepalive}n, and the trace line: made only where a log
+// format or the log level reads them (log_note.cpp), as each costs more
+// than everything else record() does.
+__attribute__((noinline)) void note_outcome(request_rec* r, const keepalive::Decision& d, bool kept, bool as_note) {
     auto* note = static_cast<char(*)[keepalive::kOutcomeNoteSize]>(apr_palloc(r->pool, keepalive::kOutcomeNoteSize));
     keepalive::format_outcome_note(d, kept, *note);
-    // In C++ httpd's log macros call the logger before checking the level:
-    // check it here, so that a request not traced costs nothing.
     if (APLOGrtrace1(r)) trace_outcome(r, d, kept, *note);
+    if (!as_note) return;
     // mod_log_config reads notes from the request it logs: the first one by
     // default, the last with %>{...}n; internal redirects have their own.
     // Once per request: a second response to one (an error document) comes
     // only when no header block passed for the first, which was not recorded.
     for (request_rec* each = r; each; each = each->prev) apr_table_addn(each->notes, kNote, *note);
+}
+
+// What the decision was, for the access log (%{keepalive}n), the trace log,
+// the counters and the connection's end.
+void record(request_rec* r, const keepalive::Decision& d, bool kept) {
+    // In C++ httpd's log macros call the logger before checking the level:
+    // check it here, so that a request not traced costs nothing.
+    const bool as_note = note_is_read();
+    if (as_note || APLOGrtrace1(r)) note_outcome(r, d, kept, as_note);
 
     const int slot = metrics_slot(r->server);
     count_response(slot, kept);

@@ -79,6 +79,8 @@ Slot* create_slots(apr_pool_t* process_pool, Retained* retained, std::uint32_t w
         }
         now.counters.requests_per_connection_sum = v.requests_per_connection_sum;
         now.counters.requests_per_connection_count = v.requests_per_connection_count;
+        for (std::size_t b = 0; b < kLifetimeSlots; ++b) now.counters.connection_lifetime[b] = v.connection_lifetime[b];
+        now.counters.connection_lifetime_sum_us = v.connection_lifetime_sum_us;
     }
     retained->shm = shm;
     retained->slots = fresh;
@@ -164,10 +166,11 @@ void count_response(int slot, bool kept) {
     if (slot > 0) slots[slot].counters.count_response(kept);
 }
 
-void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t requests_served) {
+void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t requests_served,
+                          std::uint64_t lifetime_us) {
     if (!slots) return;
-    slots[0].counters.count_connection_end(reason, requests_served);
-    if (slot > 0) slots[slot].counters.count_connection_end(reason, requests_served);
+    slots[0].counters.count_connection_end(reason, requests_served, lifetime_us);
+    if (slot > 0) slots[slot].counters.count_connection_end(reason, requests_served, lifetime_us);
 }
 
 }  // namespace keepalive::httpd

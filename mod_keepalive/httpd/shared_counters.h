@@ -25,7 +25,8 @@ std::string vhost_name(const server_rec* s);
 int metrics_slot(const server_rec* s);
 
 void count_response(int slot, bool kept);
-void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t requests_served);
+void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t requests_served,
+                          std::uint64_t lifetime_us);
 
 // The whole server's counters, and every virtual host's once, in
 // configuration order.

@@ -191,6 +191,8 @@ class HttpdServer:
     port: listen on this port instead of a free one picked at start.
     executables: paths (relative to the server directory, among ``files``)
         made executable, e.g. CGI scripts.
+    access_log: False leaves out the harness's own LogFormat and CustomLog
+        (access_log_path), for a configuration that brings its own.
     extra_ports: number of additional free ports to listen on (for a
         backend <VirtualHost> or a proxy target); in extra_config they are
         @PORT1@, @PORT2@, ...
@@ -201,7 +203,8 @@ class HttpdServer:
     def __init__(self, mpm, module_path=None, http2=False,
                  keepalive=("On", "5", "100"), extra_config="",
                  extra_modules=(), files=None, log_level="notice",
-                 name="httpd", port=None, executables=(), extra_ports=0):
+                 name="httpd", port=None, executables=(), extra_ports=0,
+                 access_log=True):
         if mpm not in MPM_CONFIG:
             raise ValueError("unknown MPM %r" % mpm)
         self.mpm = mpm
@@ -219,6 +222,7 @@ class HttpdServer:
         self.port = None
         self.executables = tuple(executables)
         self.extra_port_count = extra_ports
+        self.access_log = access_log
         self.extra_ports = []
         self.proc = None
         self.pgid = None
@@ -317,8 +321,13 @@ class HttpdServer:
             "ServerAdmin webmaster@localhost",
             "Timeout 10",
             'TypesConfig "%s"' % mime_types,
-            'LogFormat "%h %l %u %t \\"%r\\" %>s %b ka=%k conn=%X port=%{remote}p" ka',
-            'CustomLog "%s" ka' % self.access_log_path,
+        ]
+        if self.access_log:
+            lines += [
+                'LogFormat "%h %l %u %t \\"%r\\" %>s %b ka=%k conn=%X port=%{remote}p" ka',
+                'CustomLog "%s" ka' % self.access_log_path,
+            ]
+        lines += [
             'DocumentRoot "%s"' % self.docroot,
             "<Directory />",
             "    AllowOverride None",

@@ -49,8 +49,8 @@ TEST(SharedCounters, CountResponsesAndConnectionEnds) {
     c->count_response(true);
     c->count_response(true);
     c->count_response(false);
-    c->count_connection_end(CloseReason::Http10NoOptIn, 1);
-    c->count_connection_end(CloseReason::IdleTimeout, 7);
+    c->count_connection_end(CloseReason::Http10NoOptIn, 1, 2000);
+    c->count_connection_end(CloseReason::IdleTimeout, 7, 6500000);
     const CounterValues v = c->load();
     EXPECT_EQ(v.requests, 3u);
     EXPECT_EQ(v.responses_keep, 2u);
@@ -61,6 +61,39 @@ TEST(SharedCounters, CountResponsesAndConnectionEnds) {
     EXPECT_EQ(v.requests_per_connection[keepalive::histogram_slot(7)], 1u);
     EXPECT_EQ(v.requests_per_connection_sum, 8u);
     EXPECT_EQ(v.requests_per_connection_count, 2u);
+    EXPECT_EQ(v.connection_lifetime[0], 1u);                              // 2 ms: le=0.1
+    EXPECT_EQ(v.connection_lifetime[keepalive::lifetime_slot(6500000)], 1u);  // 6.5 s: le=10
+    EXPECT_EQ(v.connection_lifetime_sum_us, 6502000u);
+}
+
+TEST(SharedCounters, LifetimeSlotsAreUpperBoundsInclusive) {
+    EXPECT_EQ(keepalive::lifetime_slot(0), 0u);
+    EXPECT_EQ(keepalive::lifetime_slot(100000), 0u);  // 0.1 s: le=0.1
+    EXPECT_EQ(keepalive::lifetime_slot(100001), 1u);
+    EXPECT_EQ(keepalive::lifetime_slot(6500000), 4u);  // le=10
+    EXPECT_EQ(keepalive::lifetime_slot(3600000000ULL), 10u);
+    EXPECT_EQ(keepalive::lifetime_slot(3600000001ULL), 11u);  // +Inf
+}
+
+TEST(Prometheus, LifetimeHistogramIsInSecondsAndCountsEveryConnection) {
+    CounterValues v;
+    v.connection_lifetime[0] = 2;
+    v.connection_lifetime[4] = 1;
+    v.connection_lifetime_sum_us = 6502000;
+    v.requests_per_connection_count = 3;
+    const std::string text = keepalive::render_prometheus(v, {});
+    EXPECT_NE(text.find("# TYPE keepalive_connection_lifetime_seconds histogram\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\nkeepalive_connection_lifetime_seconds_bucket{le=\"0.1\"} 2\n"), std::string::npos);
+    EXPECT_NE(text.find("\nkeepalive_connection_lifetime_seconds_bucket{le=\"0.5\"} 2\n"), std::string::npos);
+    EXPECT_NE(text.find("\nkeepalive_connection_lifetime_seconds_bucket{le=\"10\"} 3\n"), std::string::npos);
+    EXPECT_NE(text.find("\nkeepalive_connection_lifetime_seconds_bucket{le=\"3600\"} 3\n"), std::string::npos);
+    EXPECT_NE(text.find("\nkeepalive_connection_lifetime_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
+    EXPECT_NE(text.find("\nkeepalive_connection_lifetime_seconds_sum 6.502000\n"), std::string::npos);
+    EXPECT_NE(text.find("\nkeepalive_connection_lifetime_seconds_count 3\n"), std::string::npos);
+    const std::string json = keepalive::render_json(v, {});
+    EXPECT_NE(json.find("\"connection_lifetime_seconds\":{\"buckets\":{\"0.1\":2,\"0.5\":2,"), std::string::npos)
+        << json;
+    EXPECT_NE(json.find("\"sum\":6.502000,\"count\":3}"), std::string::npos) << json;
 }
 
 TEST(SharedCounters, ConcurrentUpdatesAreNotLost) {
@@ -70,7 +103,7 @@ TEST(SharedCounters, ConcurrentUpdatesAreNotLost) {
         threads.emplace_back([&] {
             for (int i = 0; i < 25000; ++i) {
                 c->count_response(i % 2 == 0);
-                c->count_connection_end(CloseReason::ClientClose, 2);
+                c->count_connection_end(CloseReason::ClientClose, 2, 1000);
             }
         });
     }
@@ -98,7 +131,7 @@ TEST(Prometheus, EveryLineFollowsTheExpositionFormat) {
     const std::regex help(R"(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+)");
     const std::regex type(R"(# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram))");
     const std::regex sample(
-        R"([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\\\|\\"|\\n)*"(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\\\|\\"|\\n)*")*\})? [0-9]+)");
+        R"([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\\\|\\"|\\n)*"(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\\\|\\"|\\n)*")*\})? [0-9]+(\.[0-9]+)?)");
     ASSERT_FALSE(text.empty());
     EXPECT_EQ(text.back(), '\n');
     for (const std::string& line : lines(text)) {

@@ -4,12 +4,14 @@ itself tested here on good and bad text), label values are escaped, the
 JSON output agrees with it, only GET is allowed, and Require protects it."""
 
 import json
+import time
 
 import pytest
 
-from tests.harness.metrics import (STATUS_PATH, Expect, json_scope,
+from tests.harness.metrics import (STATUS_PATH, WAIT, Expect, json_scope,
                                    mismatches, parse_exposition, scope_values,
                                    subtract, vhosts_of)
+from tests.harness.rawhttp import RawConnection, build_request
 
 # Reasons the issue requires among keepalive_connections_closed_total's.
 REQUIRED_REASONS = {
@@ -37,6 +39,7 @@ def test_prometheus_output_follows_the_exposition_format(server, scraper):
         "keepalive_responses_total": "counter",
         "keepalive_connections_closed_total": "counter",
         "keepalive_requests_per_connection": "histogram",
+        "keepalive_connection_lifetime_seconds": "histogram",
         "keepalive_drain_state": "gauge",
         "keepalive_drain_remaining_seconds": "gauge",
         "keepalive_longest_idle_timeout_seconds": "gauge",
@@ -64,9 +67,17 @@ def test_prometheus_output_follows_the_exposition_format(server, scraper):
         assert set(scope_values(samples, vhost)) == keys, vhost
     for (name, labels) in samples:
         assert set(dict(labels)) - {"vhost"} <= {"decision", "reason", "le", "state"}
-    # Counters are whole numbers of counted things.
+    # Counters are whole numbers of counted things (seconds are not things).
     assert all(v == int(v) and v >= 0 for (n, _), v in samples.items()
-               if types.get(n, types.get(n.rsplit("_", 1)[0])) != "gauge"), text
+               if types.get(n, types.get(n.rsplit("_", 1)[0])) != "gauge"
+               and n != "keepalive_connection_lifetime_seconds_sum"), text
+    # The lifetime histogram counts every connection end, as the
+    # requests-per-connection histogram does, in every scope.
+    for (n, labels), v in samples.items():
+        if n == "keepalive_connection_lifetime_seconds_count":
+            assert v == samples["keepalive_requests_per_connection_count", labels], (labels, text)
+            assert v == samples["keepalive_connection_lifetime_seconds_bucket",
+                                labels | {("le", "+Inf")}], (labels, text)
     # The drain's gauges: none under way.
     assert {dict(l)["state"]: v for (n, l), v in samples.items()
             if n == "keepalive_drain_state"} == {"idle": 1, "draining": 0, "drained": 0}, text
@@ -179,3 +190,36 @@ def test_exposition_checker_accepts_good_text():
 def test_exposition_checker_rejects_bad_text(text):
     with pytest.raises(AssertionError):
         parse_exposition(text)
+
+
+def test_lifetime_histogram_puts_a_connection_in_its_bucket(server, scraper):
+    """A connection kept open 1.2 s: counted once, in le="5" but not
+    le="1", with its seconds in _sum."""
+    vhost = "b.test:%d" % server.port
+
+    def lifetime(samples):
+        out = {}
+        for (n, labels), v in samples.items():
+            labels = dict(labels)
+            if labels.pop("vhost", None) != vhost:
+                continue
+            if n == "keepalive_connection_lifetime_seconds_bucket":
+                out[labels["le"]] = v
+            elif n in ("keepalive_connection_lifetime_seconds_sum", "keepalive_connection_lifetime_seconds_count"):
+                out[n.rsplit("_", 1)[1]] = v
+        return out
+
+    before = lifetime(parse_exposition(scraper.get(STATUS_PATH).body.decode())[0])
+    with RawConnection("127.0.0.1", server.port) as c:
+        c.request(build_request(host="b.test"))
+        time.sleep(1.2)
+    deadline = time.monotonic() + WAIT
+    while True:
+        after = lifetime(parse_exposition(scraper.get(STATUS_PATH).body.decode())[0])
+        if after.get("count", 0) > before.get("count", 0) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert delta["count"] == 1 and delta["+Inf"] == 1, delta
+    assert delta["1"] == 0 and delta["5"] == 1, delta
+    assert 1.2 <= delta["sum"] < 3.0, delta
