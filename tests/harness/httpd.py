@@ -222,7 +222,7 @@ class HttpdServer:
         self.port = None
         self.executables = tuple(executables)
         self.extra_port_count = extra_ports
-        self.access_log = access_log
+        self.writes_access_log = access_log
         self.extra_ports = []
         self.proc = None
         self.pgid = None
@@ -322,7 +322,7 @@ class HttpdServer:
             "Timeout 10",
             'TypesConfig "%s"' % mime_types,
         ]
-        if self.access_log:
+        if self.writes_access_log:
             lines += [
                 'LogFormat "%h %l %u %t \\"%r\\" %>s %b ka=%k conn=%X port=%{remote}p" ka',
                 'CustomLog "%s" ka' % self.access_log_path,
