@@ -37,6 +37,12 @@ constexpr HeaderMode kHeaderMode = HeaderMode::Always;
 // default to core's values for the virtual host; KeepAliveMaxLifetime and
 // KeepAliveDisableIf to none.
 
+// KeepAliveMaxLifetimeJitter 10%: each connection's lifetime is spread
+// below KeepAliveMaxLifetime by up to this share (gRPC spreads
+// MAX_CONNECTION_AGE by +-10%), so that connections opened together do not
+// all reconnect together.
+constexpr int kMaxLifetimeJitterPermille = 100;
+
 // KeepAliveHTTP10 On: HTTP/1.0 clients that opt in get keep-alive, as in core.
 constexpr bool kHttp10 = true;
 

@@ -3,19 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/policy.h"
+
 namespace keepalive {
 namespace {
-
-// splitmix64's finaliser: nearby keys (accept times microseconds apart)
-// land far apart in the window.
-std::uint64_t mix(std::uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
 
 // Seconds with millisecond precision, as text: "4.870".
 std::string seconds(std::int64_t us) {
@@ -64,7 +55,7 @@ DrainVerdict drain_verdict(const DrainSchedule& schedule, std::int64_t now_us, s
     }
     // The moment: a fraction of the window in 1/65536ths, from the key.
     const std::int64_t window = schedule.window_us();
-    const auto fraction = static_cast<std::int64_t>(mix(connection_key) >> 48);
+    const std::int64_t fraction = key_fraction(connection_key);
     const std::int64_t moment = schedule.started_us + window / 65536 * fraction + window % 65536 * fraction / 65536;
     v.close = now_us >= moment;
     v.cap_us = remaining;

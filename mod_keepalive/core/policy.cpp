@@ -79,7 +79,10 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
         return CloseReason::LoadShedding;
     }
     const std::int64_t lifetime = settings.max_lifetime_us.value_or(0);
-    if (lifetime > 0 && f.connection_age_us >= lifetime) return CloseReason::LifetimeReached;
+    if (lifetime > 0 &&
+        f.connection_age_us >= lifetime_for(lifetime, settings.max_lifetime_jitter_permille, f.connection_key)) {
+        return CloseReason::LifetimeReached;
+    }
     // As core: only 0 means unlimited; a negative MaxKeepAliveRequests closes.
     const int max_requests = settings.max_requests.value_or(limits.max_requests);
     if (max_requests != 0 && std::int64_t{max_requests} - f.responses_kept_before <= 0) {
@@ -118,6 +121,25 @@ const char* reason_name(CloseReason reason) {
         case CloseReason::EarlyCloseStopping: return "early-close-stopping";
     }
     return "unknown";
+}
+
+std::uint32_t key_fraction(std::uint64_t key) {
+    // splitmix64's finaliser.
+    key ^= key >> 30;
+    key *= 0xbf58476d1ce4e5b9ULL;
+    key ^= key >> 27;
+    key *= 0x94d049bb133111ebULL;
+    key ^= key >> 31;
+    return static_cast<std::uint32_t>(key >> 48);
+}
+
+std::int64_t lifetime_for(std::int64_t lifetime_us, int jitter_permille, std::uint64_t key) {
+    if (lifetime_us <= 0 || jitter_permille <= 0) return lifetime_us;
+    const int jitter = std::min(jitter_permille, 1000);
+    // The spread in whole microseconds first, then its share: no overflow
+    // for any lifetime the directive accepts.
+    const std::int64_t spread = lifetime_us / 1000 * jitter + lifetime_us % 1000 * jitter / 1000;
+    return lifetime_us - spread / 65536 * key_fraction(key) - spread % 65536 * key_fraction(key) / 65536;
 }
 
 bool closed_early(std::int64_t idle_us, int advertised_s) {

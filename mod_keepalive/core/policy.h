@@ -47,6 +47,7 @@ struct Settings {
     std::optional<std::int64_t> advertised_timeout_us;  // KeepAliveAdvertisedTimeout
     std::optional<int> max_requests;                    // KeepAliveMaxRequests
     std::optional<std::int64_t> max_lifetime_us;        // KeepAliveMaxLifetime
+    int max_lifetime_jitter_permille = defaults::kMaxLifetimeJitterPermille;  // KeepAliveMaxLifetimeJitter
     bool http10 = defaults::kHttp10;                    // KeepAliveHTTP10
     AdaptiveSettings adaptive;                          // KeepAliveAdaptive*
 };
@@ -75,6 +76,11 @@ struct ResponseFacts {
     bool connection_marked_close = false;  // something already doomed the connection
     int responses_kept_before = 0;   // keep-alive responses already sent on it
     std::int64_t connection_age_us = 0;  // since the connection was accepted
+    // Bits that differ between connections (the adapter uses when each was
+    // accepted): what spreads lifetimes (lifetime_for()) and a drain's
+    // closes (core/drain.h) over connections, the same for all of a
+    // connection's responses.
+    std::uint64_t connection_key = 0;
     bool forward_proxy = false;      // served as a forward proxy (ProxyRequests On)
     bool disabled_by_condition = false;  // a KeepAliveDisableIf expression was true
     int occupancy_permille = -1;     // share of workers busy (sampled); -1 unknown
@@ -122,6 +128,15 @@ enum class CloseReason {
 constexpr std::size_t kCloseReasonCount = static_cast<std::size_t>(CloseReason::EarlyCloseStopping) + 1;
 
 const char* reason_name(CloseReason reason);
+
+// Where `key` falls in [0, 1), in 1/65536ths: keys that differ in a few
+// low bits (accept times microseconds apart) land far apart.
+std::uint32_t key_fraction(std::uint64_t key);
+
+// The lifetime of the connection with `key`: `lifetime_us` less up to
+// `jitter_permille` of it, spread evenly over connections. Never above the
+// configured lifetime, which stays a maximum.
+std::int64_t lifetime_for(std::int64_t lifetime_us, int jitter_permille, std::uint64_t key);
 
 // Whether a connection the server closed after `idle_us` of idleness was
 // closed before the `advertised_s` seconds its last response advertised

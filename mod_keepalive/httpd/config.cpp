@@ -107,6 +107,14 @@ const char* set_max_lifetime(cmd_parms* cmd, void* cfg, const char* arg) {
     return parse_duration(cmd, arg, &dir_config(cfg)->max_lifetime);
 }
 
+// Only matters where a lifetime applies, which sets any_set itself.
+const char* set_max_lifetime_jitter(cmd_parms* cmd, void* cfg, const char* arg) {
+    const auto jitter = keepalive::parse_percentage(arg);
+    if (!jitter) return directive_error(cmd, arg, "not a percentage from 0 to 100");
+    dir_config(cfg)->max_lifetime_jitter = *jitter;
+    return nullptr;
+}
+
 const char* set_max_requests(cmd_parms* cmd, void* cfg, const char* arg) {
     const auto count = keepalive::parse_request_count(arg);
     if (!count) return directive_error(cmd, arg, "not a whole number from 0 (unlimited) to 2147483647");
@@ -216,6 +224,10 @@ const command_rec directives[] = {
                   "Requests per connection; 0 is unlimited"),
     AP_INIT_TAKE1("KeepAliveMaxLifetime", as_cmd_function(set_max_lifetime), nullptr, RSRC_CONF | ACCESS_CONF,
                   "Age after which a connection's next response closes it; 0 is unlimited"),
+    AP_INIT_TAKE1("KeepAliveMaxLifetimeJitter", as_cmd_function(set_max_lifetime_jitter), nullptr,
+                  RSRC_CONF | ACCESS_CONF,
+                  "How much shorter than KeepAliveMaxLifetime a connection's lifetime may be, e.g. 10% (default); 0 "
+                  "turns it off"),
     AP_INIT_TAKE1("KeepAliveHTTP10", as_cmd_function(set_http10), nullptr, RSRC_CONF,
                  "On (default): HTTP/1.0 clients may opt in to keep-alive; Off: they never get it"),
     AP_INIT_TAKE1("KeepAliveAdaptive", as_cmd_function(set_adaptive), nullptr, RSRC_CONF,
@@ -244,6 +256,7 @@ void* merge_dir_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
     merged->idle_timeout = inherit(child->idle_timeout, parent->idle_timeout, kUnset);
     merged->advertised_timeout = inherit(child->advertised_timeout, parent->advertised_timeout, kUnset);
     merged->max_lifetime = inherit(child->max_lifetime, parent->max_lifetime, kUnset);
+    merged->max_lifetime_jitter = inherit(child->max_lifetime_jitter, parent->max_lifetime_jitter, -1);
     merged->max_requests = inherit(child->max_requests, parent->max_requests, -1);
     merged->disable_if = child->disable_if ? child->disable_if : parent->disable_if;
     merged->any_set = parent->any_set || child->any_set;
@@ -304,6 +317,8 @@ keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition) {
     if (dir->idle_timeout != kUnset) s.idle_timeout_us = dir->idle_timeout;
     if (dir->advertised_timeout != kUnset) s.advertised_timeout_us = dir->advertised_timeout;
     if (dir->max_lifetime != kUnset) s.max_lifetime_us = dir->max_lifetime;
+    s.max_lifetime_jitter_permille =
+        dir->max_lifetime_jitter >= 0 ? dir->max_lifetime_jitter : defaults::kMaxLifetimeJitterPermille;
     if (dir->max_requests >= 0) s.max_requests = dir->max_requests;
     s.http10 = server->http10 >= 0 ? server->http10 == 1 : defaults::kHttp10;
     s.adaptive.enabled = server->adaptive >= 0 ? server->adaptive == 1 : defaults::kAdaptive;

@@ -26,6 +26,7 @@ struct DirConfig {
     apr_interval_time_t idle_timeout = kUnset;
     apr_interval_time_t advertised_timeout = kUnset;
     apr_interval_time_t max_lifetime = kUnset;
+    int max_lifetime_jitter = -1;  // KeepAliveMaxLifetimeJitter, permille, or -1
     int max_requests = -1;
     ap_expr_info_t* disable_if = nullptr;
     // Any of the above set here or in an enclosing section: the policy can

@@ -127,13 +127,10 @@ keepalive::DrainSchedule drain_schedule() {
     return s;
 }
 
-void apply_drain(keepalive::ResponseFacts* facts, const conn_rec* c, apr_time_t accepted) {
+void apply_drain(keepalive::ResponseFacts* facts) {
     const keepalive::DrainSchedule s = drain_schedule();
     if (!s.active()) return;
-    // Any bits that differ between connections: when it was accepted, and
-    // the child's connection number.
-    const auto key = static_cast<std::uint64_t>(accepted) ^ (static_cast<std::uint64_t>(c->id) << 44);
-    const keepalive::DrainVerdict v = keepalive::drain_verdict(s, apr_time_now(), key);
+    const keepalive::DrainVerdict v = keepalive::drain_verdict(s, apr_time_now(), facts->connection_key);
     facts->drain_closes = v.close;
     facts->drain_cap_us = v.cap_us;
 }

@@ -36,9 +36,9 @@ inline bool drain_active() {
     return drain_shared && drain_shared->started_us.load(std::memory_order_relaxed) != 0;
 }
 
-// What the drain means for this response on the connection accepted at
-// `accepted`: sets facts->drain_closes or facts->drain_cap_us.
-void apply_drain(keepalive::ResponseFacts* facts, const conn_rec* c, apr_time_t accepted);
+// What the drain means for this response (on the connection
+// facts->connection_key names): sets facts->drain_closes or drain_cap_us.
+void apply_drain(keepalive::ResponseFacts* facts);
 
 // A kept response promised an idle wait of `idle_us`: before a drain starts,
 // the longest such promise is how long the drain must last.

@@ -28,7 +28,6 @@
 
 #include "core/wire_format.h"
 #include "httpd/config.h"
-#include "httpd/connection_state.h"
 #include "httpd/drain.h"
 #include "httpd/header_takeover_24.h"
 #include "httpd/load.h"
@@ -126,9 +125,7 @@ void prepare(ResponseState* st, request_rec* r, bool block_whole) {
     if (st->settings.adaptive.enabled) {
         st->facts.occupancy_permille = worker_occupancy(apr_time_now(), occupancy_sample_interval());
     }
-    if (drain_active()) {
-        if (const ConnectionState* cs = connection_state(c)) apply_drain(&st->facts, c, cs->accepted);
-    }
+    if (drain_active()) apply_drain(&st->facts);
     decide_then_ask_if_stopping(st);
     if (closed_by_module && st->decision.reason == keepalive::CloseReason::MarkedClose) {
         st->decision.reason = earlier_reason;  // the module's own mark: report why it made it

@@ -96,7 +96,12 @@ keepalive::ResponseFacts gather_facts(const request_rec* r, const ResponseConnec
     f.forced_http10 = no_vary || (proto == HTTP_VERSION(1, 0) && table_get(r->subprocess_env, "force-response-1.0"));
     f.connection_marked_close = c->keepalive == AP_CONN_CLOSE;
     f.responses_kept_before = c->keepalives;
-    if (const ConnectionState* cs = connection_state(c)) f.connection_age_us = r->request_time - cs->accepted;
+    if (const ConnectionState* cs = connection_state(c)) {
+        f.connection_age_us = r->request_time - cs->accepted;
+        // When it was accepted, and the child's connection number: bits
+        // that differ between connections.
+        f.connection_key = static_cast<std::uint64_t>(cs->accepted) ^ (static_cast<std::uint64_t>(c->id) << 44);
+    }
     f.forward_proxy = r->proxyreq == PROXYREQ_PROXY;
     f.disabled_by_condition = disabled_by_condition;
     // Asked of the MPM only when it can change the verdict (policy_path.cpp).

@@ -61,6 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (in.ConsumeBool()) settings.max_requests = in.ConsumeIntegralInRange<int>(0, 2147483647);
     if (in.ConsumeBool()) settings.max_lifetime_us = in.ConsumeIntegralInRange<std::int64_t>(0, std::int64_t{1} << 45);
+    settings.max_lifetime_jitter_permille = in.ConsumeIntegralInRange<int>(0, 1000);
     settings.http10 = in.ConsumeBool();
     settings.adaptive.enabled = in.ConsumeBool();
     settings.adaptive.shrink_at_permille = in.ConsumeIntegralInRange<int>(0, 999);
@@ -82,6 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     f.connection_marked_close = in.ConsumeBool();
     f.responses_kept_before = in.ConsumeIntegralInRange<int>(0, 2147483647);
     f.connection_age_us = in.ConsumeIntegralInRange<std::int64_t>(0, std::int64_t{1} << 50);
+    f.connection_key = in.ConsumeIntegral<std::uint64_t>();
     f.forward_proxy = in.ConsumeBool();
     f.disabled_by_condition = in.ConsumeBool();
     f.occupancy_permille = in.ConsumeIntegralInRange<int>(-1, 1000);
@@ -107,6 +109,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (keepalive::list_has_token(f.request_connection, "close")) check(!d.keep());
     if (f.drain_closes) check(!d.keep());
+    // A jittered lifetime is never above the configured one, nor below it
+    // by more than the jitter's share.
+    if (settings.max_lifetime_us && *settings.max_lifetime_us > 0) {
+        const std::int64_t lifetime = *settings.max_lifetime_us;
+        const std::int64_t each =
+            keepalive::lifetime_for(lifetime, settings.max_lifetime_jitter_permille, f.connection_key);
+        check(each <= lifetime && each >= lifetime - lifetime / 1000 * settings.max_lifetime_jitter_permille -
+                                              settings.max_lifetime_jitter_permille);
+        if (f.connection_age_us >= lifetime) check(!d.keep());
+    }
     // A drain is never promised through: nothing advertised outlasts it.
     if (d.keep() && f.drain_cap_us >= 0) check(d.advertised_timeout_us <= f.drain_cap_us);
     if (!d.keep()) {

@@ -54,6 +54,12 @@ INVALID = [
      "KeepAliveMaxLifetime", ["forever"]),
     ("max-lifetime-negative", "KeepAliveMaxLifetime -1",
      "KeepAliveMaxLifetime", ["-1"]),
+    ("lifetime-jitter-above-100", "KeepAliveMaxLifetimeJitter 150%",
+     "KeepAliveMaxLifetimeJitter", ["150%"]),
+    ("lifetime-jitter-not-a-number", "KeepAliveMaxLifetimeJitter some",
+     "KeepAliveMaxLifetimeJitter", ["some"]),
+    ("drain-spread-not-a-duration", "KeepAliveDrainSpread later",
+     "KeepAliveDrainSpread", ["later"]),
     ("advertised-above-idle-in-same-location",
      "<Location /x>\n    KeepAliveIdleTimeout 5\n"
      "    KeepAliveAdvertisedTimeout 10\n</Location>",
@@ -131,6 +137,8 @@ KeepAliveIdleTimeout 20
 KeepAliveAdvertisedTimeout 10
 KeepAliveMaxRequests 0
 KeepAliveMaxLifetime 1h
+KeepAliveMaxLifetimeJitter 10%
+KeepAliveDrainSpread auto
 KeepAliveHTTP10 On
 KeepAliveDisableIf "%{HTTP_USER_AGENT} =~ /BadBot/"
 <VirtualHost 127.0.0.1:@PORT@>
@@ -140,6 +148,7 @@ KeepAliveDisableIf "%{HTTP_USER_AGENT} =~ /BadBot/"
     KeepAliveAdvertisedTimeout 1
     KeepAliveMaxRequests 50
     KeepAliveMaxLifetime 2mi
+    KeepAliveMaxLifetimeJitter 0
     KeepAliveHTTP10 Off
     KeepAliveDisableIf "%{REQUEST_METHOD} == 'POST'"
     <Location /a>
@@ -148,6 +157,7 @@ KeepAliveDisableIf "%{HTTP_USER_AGENT} =~ /BadBot/"
         KeepAliveAdvertisedTimeout 3
         KeepAliveMaxRequests 5
         KeepAliveMaxLifetime 30
+        KeepAliveMaxLifetimeJitter 25
         KeepAliveDisableIf "%{REQUEST_URI} =~ m#^/dl/#"
     </Location>
 </VirtualHost>

@@ -8,6 +8,7 @@ All scenarios run at once (one connection each) in a module fixture.
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -144,6 +145,63 @@ def test_young_connection_is_kept_for_many_requests(server):
             req = build_request(host="vhost.test")
             resp = c.request(req)
             assert_keepalive(resp, 2, 100 - i, req)
+
+
+JITTER_CONFIG = """\
+AcceptFilter http none
+KeepAliveMaxLifetime 1s
+KeepAliveMaxLifetimeJitter 50%
+<VirtualHost 127.0.0.1:@PORT@>
+    ServerName jitter.test
+</VirtualHost>
+<VirtualHost 127.0.0.1:@PORT@>
+    ServerName exact.test
+    KeepAliveMaxLifetimeJitter 0
+</VirtualHost>
+"""
+
+
+@pytest.fixture(scope="module")
+def jitter_server(mpm, module_path):
+    yield from serve(HttpdServer(
+        mpm, module_path, keepalive=("On", "5", "100"), extra_config=JITTER_CONFIG,
+        name="jitter"))
+
+
+def second_request_closes(port, host, at):
+    """Whether the request sent `at` s after connecting closes the
+    connection."""
+    with RawConnection("127.0.0.1", port) as c:
+        opened = time.monotonic()
+        c.request(build_request(host=host))
+        time.sleep(max(0.0, opened + at - time.monotonic()))
+        resp = c.request(build_request(host=host))
+        return resp.get("Keep-Alive") is None
+
+
+def test_jitter_spreads_lifetimes_below_the_maximum(jitter_server):
+    """KeepAliveMaxLifetime 1s with 50% jitter: every connection is kept at
+    0.4 s, closed at 1.4 s, and at 0.75 s some are kept and some closed.
+    (At most 6 connections at once: prefork starts 6 children, and a
+    connection waiting for one would be younger for httpd than here.)"""
+    port = jitter_server.port
+    checks = [("early", 0.4), ("middle", 0.75), ("late", 1.4)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = {name: list(pool.map(lambda _: second_request_closes(port, "jitter.test", at), range(10)))
+                   for name, at in checks}
+    assert not any(results["early"]), results
+    assert all(results["late"]), results
+    assert 0 < sum(results["middle"]) < 10, (
+        "at 0.75 s of a lifetime jittered between 0.5 and 1 s, some connections "
+        "should be kept and some closed: %s" % results)
+
+
+def test_without_jitter_every_connection_lives_exactly_the_lifetime(jitter_server):
+    port = jitter_server.port
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        kept = list(pool.map(lambda _: second_request_closes(port, "exact.test", 0.75), range(10)))
+        closed = list(pool.map(lambda _: second_request_closes(port, "exact.test", 1.4), range(10)))
+    assert not any(kept) and all(closed), (kept, closed)
 
 
 def test_lifetime_does_not_change_close_for_http10_without_optin(server):

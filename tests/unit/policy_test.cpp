@@ -2,6 +2,7 @@
 // own against a response that would otherwise be kept.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <string>
@@ -469,6 +470,7 @@ TEST(Settings, MaxRequestsOverridesCoresBudget) {
 TEST(Settings, LifetimeReachedClosesTheNextResponse) {
     Settings s;
     s.max_lifetime_us = 60000000;
+    s.max_lifetime_jitter_permille = 0;
     ResponseFacts f = http11();
     f.connection_age_us = 59999999;
     EXPECT_TRUE(decide(limits(), s, f).keep());
@@ -477,6 +479,68 @@ TEST(Settings, LifetimeReachedClosesTheNextResponse) {
     s.max_lifetime_us = 0;  // unlimited
     f.connection_age_us = std::int64_t{1} << 50;
     EXPECT_TRUE(decide(limits(), s, f).keep());
+}
+
+TEST(Settings, LifetimeJitterIsTenPercentByDefault) {
+    EXPECT_EQ(Settings{}.max_lifetime_jitter_permille, 100);
+}
+
+TEST(Settings, JitteredLifetimesStayWithinTheShareBelowTheMaximum) {
+    const std::int64_t lifetime = 60000000;
+    std::int64_t shortest = lifetime, longest = 0;
+    for (std::uint64_t key = 0; key < 20000; ++key) {
+        // Keys like the adapter's: accept times a few microseconds apart.
+        const std::int64_t each = keepalive::lifetime_for(lifetime, 100, 1700000000000000ULL + key * 3);
+        ASSERT_LE(each, lifetime) << key;
+        ASSERT_GE(each, lifetime - lifetime / 10) << key;
+        shortest = std::min(shortest, each);
+        longest = std::max(longest, each);
+        // The same connection gets the same lifetime on every response.
+        ASSERT_EQ(each, keepalive::lifetime_for(lifetime, 100, 1700000000000000ULL + key * 3));
+    }
+    // Spread over the whole share, not bunched.
+    EXPECT_LT(shortest, lifetime - lifetime / 10 + lifetime / 100);
+    EXPECT_GT(longest, lifetime - lifetime / 100);
+}
+
+TEST(Settings, JitterIsSpreadEvenly) {
+    int in_lower_half = 0;
+    for (std::uint64_t key = 0; key < 10000; ++key) {
+        in_lower_half += keepalive::lifetime_for(1000000, 100, key) < 950000 ? 1 : 0;
+    }
+    EXPECT_NEAR(in_lower_half, 5000, 300);
+}
+
+TEST(Settings, ZeroJitterOrNoLifetimeChangesNothing) {
+    EXPECT_EQ(keepalive::lifetime_for(60000000, 0, 12345), 60000000);
+    EXPECT_EQ(keepalive::lifetime_for(0, 100, 12345), 0);
+    EXPECT_EQ(keepalive::lifetime_for(60000000, 1000, 0), 60000000);  // key 0: fraction 0
+}
+
+TEST(Settings, JitterDecidesWhichConnectionsCloseFirst) {
+    Settings s;
+    s.max_lifetime_us = 10000000;
+    s.max_lifetime_jitter_permille = 500;
+    ResponseFacts f = http11();
+    f.connection_age_us = 7500000;  // between half the lifetime and all of it
+    int closed = 0;
+    for (std::uint64_t key = 1; key <= 1000; ++key) {
+        f.connection_key = key;
+        const Decision d = decide(limits(), s, f);
+        closed += d.keep() ? 0 : 1;
+        EXPECT_EQ(d.keep(), f.connection_age_us < keepalive::lifetime_for(10000000, 500, key)) << key;
+    }
+    EXPECT_NEAR(closed, 500, 80);
+    f.connection_age_us = 4999999;  // younger than any: all kept
+    for (std::uint64_t key = 1; key <= 100; ++key) {
+        f.connection_key = key;
+        EXPECT_TRUE(decide(limits(), s, f).keep()) << key;
+    }
+    f.connection_age_us = 10000000;  // the maximum: all closed
+    for (std::uint64_t key = 1; key <= 100; ++key) {
+        f.connection_key = key;
+        EXPECT_EQ(decide(limits(), s, f).reason, CloseReason::LifetimeReached) << key;
+    }
 }
 
 TEST(Settings, Http10CanBeRefusedPerServer) {
