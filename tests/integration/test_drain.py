@@ -265,6 +265,20 @@ def test_a_plain_graceful_restart_cuts_trusted_idle_connections(server, mpm):
         "no trusted connection was cut: the drain test above proves nothing\n%s" % results)
 
 
+def test_a_failed_restart_cancels_the_drain(server):
+    """apachectl refuses to restart with a broken configuration: the server
+    must not stay drained."""
+    fetch(server)
+    proc = subprocess.run(
+        [KEEPALIVECTL, "--url", "http://127.0.0.1:%d%s" % (server.port, DRAIN), "--apachectl", "false", "graceful"],
+        capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "the drain was cancelled" in proc.stderr, proc.stdout + proc.stderr
+    assert "drain complete" in proc.stdout, proc.stdout
+    assert call(server)["state"] == "idle"
+    resp, req = fetch(server)
+    assert resp.get("Keep-Alive") is not None, resp.describe(req)
+
+
 def test_keepalivectl_says_clearly_when_there_is_no_handler(server):
     proc = subprocess.run([KEEPALIVECTL, "--url", "http://127.0.0.1:%d/nothing-here" % server.port, "graceful"],
                           capture_output=True, text=True, timeout=30)
