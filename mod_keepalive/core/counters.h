@@ -70,6 +70,9 @@ struct NamedValues {
 std::string render_prometheus(const CounterValues& total, const std::vector<NamedValues>& vhosts);
 // The same numbers as JSON: {"total": {...}, "vhosts": [{"vhost": ..., ...}]}.
 std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts);
+// A Prometheus label value and a JSON string's contents, escaped.
+std::string escape_label(std::string_view value);
+std::string escape_json(std::string_view value);
 // "Key: value" lines for mod_status's machine-readable ?auto page (totals).
 std::string render_status_auto(const CounterValues& total);
 

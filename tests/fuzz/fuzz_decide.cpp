@@ -83,7 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     f.connection_age_us = in.ConsumeIntegralInRange<std::int64_t>(0, std::int64_t{1} << 50);
     f.forward_proxy = in.ConsumeBool();
     f.disabled_by_condition = in.ConsumeBool();
-    f.occupancy_permille = in.ConsumeIntegralInRange<int>(-1, 1000);
+    f.pressure_permille = in.ConsumeIntegralInRange<int>(-1, 1000);
     f.server_stopping = in.ConsumeBool();
     const std::string response_connection = in.ConsumeRandomLengthString(64);
     const std::string request_connection = in.ConsumeRemainingBytesAsString();
