@@ -1,17 +1,22 @@
 #include "httpd/metrics_endpoint.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "httpd.h"
 #include "http_config.h"
+#include "http_main.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_status.h"
 #include "apr_strings.h"
 
 #include "core/counters.h"
+#include "core/pressure.h"
+#include "httpd/config.h"
+#include "httpd/load.h"
 #include "httpd/shared_counters.h"
 
 namespace keepalive::httpd {
@@ -29,6 +34,25 @@ bool wants_json(const request_rec* r) {
     return false;
 }
 
+// The pressure now and the share of each server's idle timeout the
+// adaptive mode would advertise at it (the main server's unlabelled, each
+// virtual host's once by name).
+keepalive::PressureGauges pressure_gauges() {
+    keepalive::PressureGauges g;
+    g.pressure = fresh_pressure(apr_time_now());
+    const auto scale_of = [&g](const server_rec* s) {
+        return keepalive::timeout_scale(s->keep_alive_timeout, adaptive_settings_of(s), g.pressure.combined);
+    };
+    g.timeout_scale = scale_of(ap_server_conf);
+    for (const server_rec* s = ap_server_conf; s; s = s->next) {
+        std::string name = vhost_name(s);
+        const bool seen = std::any_of(g.vhost_scales.begin(), g.vhost_scales.end(),
+                                      [&name](const auto& v) { return v.first == name; });
+        if (!seen) g.vhost_scales.emplace_back(std::move(name), scale_of(s));
+    }
+    return g;
+}
+
 // handler: SetHandler keepalive-status serves Prometheus text, or JSON
 // with ?format=json.
 int metrics_handler(request_rec* r) {
@@ -44,9 +68,10 @@ int metrics_handler(request_rec* r) {
     if (wants_json(r)) {
         ap_set_content_type(r, "application/json");
         body = render_json(total, vhosts);
+        keepalive::append_json_members(body, keepalive::render_pressure_json_members(pressure_gauges()));
     } else {
         ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
-        body = render_prometheus(total, vhosts);
+        body = render_prometheus(total, vhosts) + keepalive::render_pressure_prometheus(pressure_gauges());
     }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     ap_set_content_length(r, static_cast<apr_off_t>(body.size()));
