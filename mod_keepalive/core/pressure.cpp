@@ -70,7 +70,7 @@ Pressure assess_pressure(const PressureInputs& in) {
             std::max(now, clamp_permille(in.process_recently_full_permille));
         p.input[static_cast<std::size_t>(PressureInput::ProcessConnections)] = connections_share(in, busy);
     }
-    for (int value : p.input) p.combined = std::max(p.combined, value);
+    for (PressureInput which : kCombinedInputs) p.combined = std::max(p.combined, p.of(which));
     return p;
 }
 

@@ -23,11 +23,16 @@
 //  - process connections: its open connections (not in lingering close)
 //    against event's limit, ThreadsPerChild + idle threads x
 //    AsyncRequestWorkerFactor, at which it stops accepting
-//    (connections_above_limit()); keep-alive connections many times the idle
-//    workers mean that a few of them waking up fill the process.
+//    (connections_above_limit()). Reported, but not combined: at that limit
+//    the process makes new clients wait rather than run out of threads, and
+//    the keep-alive connections it holds are what bring it there, so
+//    closing them on this input lets it accept more and run out of threads
+//    sooner, which closes the connections still kept early (measured:
+//    bench/RESULTS.md, "Early closes under event").
 //
-// Unknown inputs (-1) do not count. Issue 18 adds the listeners' accept
-// queue as one more input of the same kind.
+// The combined pressure is the largest known input of kCombinedInputs;
+// unknown inputs (-1) do not count. Issue 18 adds the listeners' accept
+// queue as one more input, with its own place in kCombinedInputs or not.
 //
 // Part of the policy core: no httpd or APR headers.
 #ifndef MOD_KEEPALIVE_CORE_PRESSURE_H
@@ -61,13 +66,17 @@ struct PressureInputs {
 enum class PressureInput { WorkerOccupancy, ProcessWorkers, ProcessConnections };
 constexpr std::size_t kPressureInputCount = static_cast<std::size_t>(PressureInput::ProcessConnections) + 1;
 
+// The inputs the combined pressure is the largest of.
+constexpr std::array<PressureInput, 2> kCombinedInputs = {PressureInput::WorkerOccupancy,
+                                                          PressureInput::ProcessWorkers};
+
 // "worker_occupancy", "process_workers", "process_connections": the
 // gauges' label values.
 const char* pressure_input_name(PressureInput input);
 
 struct Pressure {
     std::array<int, kPressureInputCount> input{-1, -1, -1};  // permille, -1 unknown
-    int combined = -1;  // the largest known input; -1 when none is known
+    int combined = -1;  // the largest known input of kCombinedInputs; -1 when none is known
 
     int of(PressureInput which) const { return input[static_cast<std::size_t>(which)]; }
 };

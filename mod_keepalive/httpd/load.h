@@ -10,9 +10,9 @@
 
 namespace keepalive::httpd {
 
-// post_config: under event, its AsyncRequestWorkerFactor and the longest
-// idle timeout (how long a peak is remembered); child_init: each child reads
-// the MPM's worker limits.
+// post_config: event's AsyncRequestWorkerFactor and the longest idle
+// timeout (how long a process seen with no idle thread is remembered);
+// child_init: each child reads the MPM's worker limits.
 void register_load_hooks();
 
 // The combined pressure in permille, or -1 when unknown. Samples at most

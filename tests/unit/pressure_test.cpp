@@ -73,13 +73,15 @@ TEST(Pressure, ProcessConnectionsAgainstEventsLimit) {
     EXPECT_EQ(assess_pressure(in).of(PressureInput::ProcessConnections), 1000);
     // No idle thread: the limit is the threads alone, which the busy ones hold.
     EXPECT_EQ(assess_pressure(event_process(4, 4, 4)).of(PressureInput::ProcessConnections), 1000);
-    EXPECT_EQ(assess_pressure(event_process(4, 1, 5)).combined, 500);
+    // Reported, not combined: 1 of 4 threads busy.
+    EXPECT_EQ(assess_pressure(event_process(4, 1, 10)).combined, 250);
 }
 
 TEST(Pressure, NotAcceptingIsAtTheConnectionLimit) {
     PressureInputs in = event_process(4, 1, 1);
     in.process_not_accepting = true;
     EXPECT_EQ(assess_pressure(in).of(PressureInput::ProcessConnections), 1000);
+    EXPECT_EQ(assess_pressure(in).combined, 250);
 }
 
 TEST(Pressure, BadCountsAreClamped) {
@@ -162,7 +164,7 @@ TEST(PressureGauges, PrometheusHasKnownInputsCombinedAndScales) {
     EXPECT_NE(text.find("keepalive_pressure_ratio{input=\"worker_occupancy\"} 0.25\n"), std::string::npos) << text;
     EXPECT_NE(text.find("keepalive_pressure_ratio{input=\"process_workers\"} 0.25\n"), std::string::npos) << text;
     EXPECT_NE(text.find("keepalive_pressure_ratio{input=\"process_connections\"} 0.5\n"), std::string::npos);
-    EXPECT_NE(text.find("keepalive_pressure_combined_ratio 0.5\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("keepalive_pressure_combined_ratio 0.25\n"), std::string::npos) << text;
     EXPECT_NE(text.find("keepalive_adaptive_timeout_scale_ratio 0.7\n"), std::string::npos) << text;
     EXPECT_NE(text.find("keepalive_adaptive_timeout_scale_ratio{vhost=\"a\\\"b:80\"} 1\n"), std::string::npos)
         << text;
