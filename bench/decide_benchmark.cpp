@@ -43,7 +43,7 @@ void run(benchmark::State& state, const Settings& settings, std::string_view con
     int request = 0;
     for (auto _ : state) {
         ResponseFacts f = facts_for(request++, connection, major, minor);
-        f.occupancy_permille = occupancy;
+        f.pressure_permille = occupancy;
         benchmark::DoNotOptimize(f);
         keepalive::Decision d = keepalive::decide(limits, settings, f);
         benchmark::DoNotOptimize(d);

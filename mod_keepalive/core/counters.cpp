@@ -12,6 +12,8 @@ CloseReason reason_at(std::size_t index) { return static_cast<CloseReason>(index
 // Every reason a connection can close with (None is not one).
 constexpr std::size_t kFirstReason = static_cast<std::size_t>(CloseReason::None) + 1;
 
+}  // namespace
+
 std::string escape_label(std::string_view value) {
     std::string out;
     out.reserve(value.size());
@@ -46,6 +48,8 @@ std::string escape_json(std::string_view value) {
     }
     return out;
 }
+
+namespace {
 
 // One Prometheus sample line: name{labels} value.
 void sample_text(std::string& out, std::string_view name, const std::string& labels, const std::string& value) {

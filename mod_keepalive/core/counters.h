@@ -84,6 +84,9 @@ std::string render_prometheus(const CounterValues& total, const std::vector<Name
 // then `extra_members` ("name":value,...) when given: the gauges.
 std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts,
                         const std::string& extra_members = {});
+// A Prometheus label value and a JSON string's contents, escaped.
+std::string escape_label(std::string_view value);
+std::string escape_json(std::string_view value);
 // "Key: value" lines for mod_status's machine-readable ?auto page (totals).
 std::string render_status_auto(const CounterValues& total);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/connection_tokens.h"
+#include "core/pressure.h"
 
 namespace keepalive {
 namespace {
@@ -35,16 +36,6 @@ std::int64_t requested_idle_timeout(const ConnectionLimits& limits, const Settin
     return settings.idle_timeout_us.value_or(limits.idle_timeout_us);
 }
 
-// The idle timeout after the load-adaptive mode has had its say: unchanged
-// below shrink_at, then linearly shorter, down to the floor (or to the
-// requested value, if that is shorter still) at close_at.
-std::int64_t adapted_idle_timeout(std::int64_t requested, const AdaptiveSettings& a, int occupancy_permille) {
-    if (!a.enabled || occupancy_permille <= a.shrink_at_permille || requested <= a.floor_us) return requested;
-    const std::int64_t span = a.close_at_permille - a.shrink_at_permille;
-    const std::int64_t over = std::min<std::int64_t>(occupancy_permille - a.shrink_at_permille, span);
-    return requested - (requested - a.floor_us) * over / span;
-}
-
 // Why this response must close the connection, or None. The order puts the
 // reason an administrator can act on first when several apply.
 CloseReason close_reason(const ConnectionLimits& limits, const Settings& settings, const ResponseFacts& f,
@@ -75,7 +66,7 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
         return CloseReason::ResponseClose;
     }
     if (f.drain_closes) return CloseReason::Drain;
-    if (settings.adaptive.enabled && f.occupancy_permille >= settings.adaptive.close_at_permille) {
+    if (settings.adaptive.enabled && f.pressure_permille >= settings.adaptive.close_at_permille) {
         return CloseReason::LoadShedding;
     }
     const std::int64_t lifetime = settings.max_lifetime_us.value_or(0);
@@ -160,7 +151,7 @@ Decision decide(const ConnectionLimits& limits, const Settings& settings, const 
     // Under event the server waits the virtual host's time whatever a
     // directory asks: advertise no more than that, and no more than asked.
     const std::int64_t requested =
-        adapted_idle_timeout(requested_idle_timeout(limits, settings), settings.adaptive, facts.occupancy_permille);
+        adapted_idle_timeout(requested_idle_timeout(limits, settings), settings.adaptive, facts.pressure_permille);
     d.idle_timeout_us = limits.per_response_idle_timeout ? requested : limits.idle_timeout_us;
     d.advertised_timeout_us = std::min(requested, d.idle_timeout_us);
     if (settings.advertised_timeout_us) {

@@ -28,9 +28,10 @@ struct ConnectionLimits {
     bool per_response_idle_timeout = true;
 };
 
-// The load-adaptive mode (KeepAliveAdaptive): as worker occupancy rises past
-// shrink_at the idle timeout shrinks linearly toward floor, reached at
-// close_at; from close_at on, responses close their connection.
+// The load-adaptive mode (KeepAliveAdaptive): as the pressure (worker
+// occupancy, and under event the responding process's own: core/pressure.h)
+// rises past shrink_at the idle timeout shrinks linearly toward floor,
+// reached at close_at; from close_at on, responses close their connection.
 struct AdaptiveSettings {
     bool enabled = defaults::kAdaptive;
     int shrink_at_permille = defaults::kAdaptiveShrinkAtPermille;
@@ -83,7 +84,7 @@ struct ResponseFacts {
     std::uint64_t connection_key = 0;
     bool forward_proxy = false;      // served as a forward proxy (ProxyRequests On)
     bool disabled_by_condition = false;  // a KeepAliveDisableIf expression was true
-    int occupancy_permille = -1;     // share of workers busy (sampled); -1 unknown
+    int pressure_permille = -1;      // the adaptive mode's pressure (core/pressure.h); -1 unknown
     bool server_stopping = false;    // graceful stop or restart under way
     // A drain under way (core/drain.h): this connection's moment in it has
     // come, or else the longest idle wait it leaves room for (-1: no drain).

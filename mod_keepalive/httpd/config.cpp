@@ -304,6 +304,19 @@ void register_config_hooks() {
     ap_hook_check_config(check_advertised_timeouts, nullptr, nullptr, APR_HOOK_MIDDLE);
 }
 
+keepalive::AdaptiveSettings adaptive_settings_of(const server_rec* s) {
+    const auto* server = static_cast<const ServerConfig*>(ap_get_module_config(s->module_config, &keepalive_module));
+    namespace defaults = keepalive::defaults;
+    keepalive::AdaptiveSettings a;
+    a.enabled = server->adaptive >= 0 ? server->adaptive == 1 : defaults::kAdaptive;
+    // KeepAliveAdaptiveThresholds sets both or neither.
+    a.shrink_at_permille =
+        server->shrink_at_permille >= 0 ? server->shrink_at_permille : defaults::kAdaptiveShrinkAtPermille;
+    a.close_at_permille = server->close_at_permille >= 0 ? server->close_at_permille : defaults::kAdaptiveCloseAtPermille;
+    a.floor_us = server->adaptive_floor != kUnset ? server->adaptive_floor : defaults::kAdaptiveFloorUs;
+    return a;
+}
+
 // Every directive resolved for the request, one line each: its value where
 // a section set it, else the default (core/defaults.h; unset optional
 // values fall back to core's own, in the policy).
@@ -321,13 +334,7 @@ keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition) {
         dir->max_lifetime_jitter >= 0 ? dir->max_lifetime_jitter : defaults::kMaxLifetimeJitterPermille;
     if (dir->max_requests >= 0) s.max_requests = dir->max_requests;
     s.http10 = server->http10 >= 0 ? server->http10 == 1 : defaults::kHttp10;
-    s.adaptive.enabled = server->adaptive >= 0 ? server->adaptive == 1 : defaults::kAdaptive;
-    // KeepAliveAdaptiveThresholds sets both or neither.
-    s.adaptive.shrink_at_permille =
-        server->shrink_at_permille >= 0 ? server->shrink_at_permille : defaults::kAdaptiveShrinkAtPermille;
-    s.adaptive.close_at_permille =
-        server->close_at_permille >= 0 ? server->close_at_permille : defaults::kAdaptiveCloseAtPermille;
-    s.adaptive.floor_us = server->adaptive_floor != kUnset ? server->adaptive_floor : defaults::kAdaptiveFloorUs;
+    s.adaptive = adaptive_settings_of(r->server);
 
     *disabled_by_condition = false;
     if (dir->disable_if) {

@@ -60,6 +60,9 @@ void register_config_hooks();
 // condition holds.
 keepalive::Settings settings_for(request_rec* r, bool* disabled_by_condition);
 
+// A server's KeepAliveAdaptive* settings.
+keepalive::AdaptiveSettings adaptive_settings_of(const server_rec* s);
+
 // Whether none of the module's directives applies to this request beyond
 // what core itself enforces (KeepAliveIdleTimeout and KeepAliveMaxRequests at
 // server level set core's own values): then the policy decides an HTTP/1.1

@@ -21,6 +21,7 @@
 #include "http_log.h"
 
 #include "httpd/connection_state.h"
+#include "httpd/load.h"
 #include "httpd/shared_counters.h"
 #include "httpd/observe.h"
 #include "httpd/response_facts.h"
@@ -130,7 +131,13 @@ void judge_idle_end(ConnectionState* cs) {
 // pre_close_connection: the connection is about to be shut down (every MPM,
 // before its lingering close).
 int note_close(conn_rec* c) {
-    if (ConnectionState* cs = connection_state(c)) judge_idle_end(cs);
+    ConnectionState* cs = connection_state(c);
+    if (!cs) return DECLINED;
+    judge_idle_end(cs);
+    if (!cs->lingering) {
+        cs->lingering = true;
+        count_connection_lingering();
+    }
     return DECLINED;
 }
 
@@ -146,6 +153,7 @@ keepalive::CloseReason end_reason(const ConnectionState& cs) {
 
 apr_status_t count_end_of_connection(void* data) {
     auto* cs = static_cast<ConnectionState*>(data);
+    count_connection_gone(cs->lingering);
     if (cs->requests == 0) return APR_SUCCESS;
     // A connection whose pool goes without a close (a child exiting).
     judge_idle_end(cs);
@@ -164,6 +172,7 @@ int track_connection(conn_rec* c, void*) {
     cs->accepted = apr_time_now();
     ap_set_module_config(c->conn_config, &keepalive_module, cs);
     cs->observe_filter = add_observe_filter(cs, c);
+    count_connection_opened();
     apr_pool_cleanup_register(c->pool, cs, count_end_of_connection, apr_pool_cleanup_null);
     return DECLINED;
 }

@@ -144,6 +144,9 @@ struct ConnectionState {
     // close's reason.
     bool idle_end_judged = false;
     keepalive::CloseReason early_close = keepalive::CloseReason::None;
+    // In its lingering close (pre_close_connection): counted apart from the
+    // process's open connections, as event does (load.cpp).
+    bool lingering = false;
     ResponseState response;  // of the request being served
 };
 

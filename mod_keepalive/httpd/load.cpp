@@ -1,11 +1,29 @@
+// The pressure inputs of the load-adaptive mode (core/pressure.h explains
+// the model). Every MPM: worker occupancy across the current generation's
+// processes. Event also: the responding process's own busy threads, its
+// connections against event's limit, and whether it stopped accepting:
+// event.c's listener closes all of a process's idle keep-alive connections
+// when a connection or request arrives and none of that process's threads
+// is idle, and stops accepting when connections_above_limit().
+//
+// The process's connections are counted by the module (pre_connection to
+// the pool cleanup, less those in lingering close): the scoreboard's
+// process_score.connections is refreshed only when the listener maintains
+// its timeout queues, which can be seconds stale.
+
 #include "httpd/load.h"
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 
 #include "http_config.h"
 #include "ap_mpm.h"
 #include "scoreboard.h"
+
+#include "httpd/response_facts.h"
 
 namespace keepalive::httpd {
 namespace {
@@ -14,9 +32,20 @@ int server_limit = 0;       // scoreboard slots for processes
 int threads_per_child = 0;  // worker slots in use per process
 int capacity = 0;           // workers the MPM may run: MaxRequestWorkers
 ap_generation_t generation = 0;
+std::atomic<int> own_slot{-1};  // this process's scoreboard slot, once found
+
+// Set at post_config (inherited by the children). Event only.
+int async_worker_factor = 2;           // AsyncRequestWorkerFactor as event applies it
+apr_interval_time_t memory_span = 0;  // the longest KeepAliveTimeout: how long a full process is remembered
+
+std::atomic<int> open_connections{0};
+std::atomic<int> lingering_connections{0};
 
 std::atomic<apr_time_t> next_sample_at{0};
-std::atomic<int> last_occupancy{-1};
+std::atomic<int> last_pressure{-1};
+// When the process last had no idle thread, updated by one thread at a time.
+std::atomic_flag sampling = ATOMIC_FLAG_INIT;
+keepalive::PressureMemory process_full;
 
 // A worker that holds a client: serving, or (prefork, worker) waiting on an
 // idle keep-alive connection, which is exactly what starves new clients.
@@ -38,8 +67,30 @@ bool occupied(int status) {
     }
 }
 
-int walk_scoreboard() {
-    if (!ap_scoreboard_image || capacity <= 0) return -1;
+int busy_threads_of(int slot) {
+    int busy = 0;
+    for (int j = 0; j < threads_per_child; ++j) {
+        const worker_score* ws = ap_get_scoreboard_worker_from_indexes(slot, j);
+        if (ws && occupied(ws->status)) ++busy;
+    }
+    return busy;
+}
+
+// Whether `slot` is this process's: the parent writes the pid into it after
+// the fork, so it is looked for again until found.
+bool is_own_slot(int slot, const process_score* ps) {
+    const int known = own_slot.load(std::memory_order_relaxed);
+    if (known >= 0) return slot == known;
+    if (ps->pid != getpid()) return false;
+    own_slot.store(slot, std::memory_order_relaxed);
+    return true;
+}
+
+// One walk of the scoreboard: the inputs, but the memory.
+keepalive::PressureInputs walk_scoreboard() {
+    keepalive::PressureInputs in;
+    if (!ap_scoreboard_image || capacity <= 0) return in;
+    const bool event = !mpm_waits_in_worker;
     int busy = 0;
     for (int i = 0; i < server_limit; ++i) {
         const process_score* ps = ap_get_scoreboard_process(i);
@@ -47,24 +98,62 @@ int walk_scoreboard() {
         // restart) or quiescing do not serve new clients: capacity is the
         // current generation's.
         if (!ps || ps->pid == 0 || ps->generation != generation || ps->quiescing) continue;
-        if (ps->not_accepting) {
-            // Event: a process that stopped accepting is full, whatever its
-            // threads are doing at this instant.
-            busy += threads_per_child;
-            continue;
-        }
-        for (int j = 0; j < threads_per_child; ++j) {
-            const worker_score* ws = ap_get_scoreboard_worker_from_indexes(i, j);
-            if (ws && occupied(ws->status)) ++busy;
+        const bool own = event && is_own_slot(i, ps);
+        // Event: a process that stopped accepting is full, whatever its
+        // threads are doing at this instant.
+        const int process_busy = ps->not_accepting && !own ? threads_per_child : busy_threads_of(i);
+        busy += ps->not_accepting ? threads_per_child : process_busy;
+        if (own) {
+            in.process_threads = threads_per_child;
+            in.process_busy_threads = process_busy;
+            in.process_not_accepting = ps->not_accepting != 0;
+            in.process_connections = open_connections.load(std::memory_order_relaxed) -
+                                     lingering_connections.load(std::memory_order_relaxed);
+            in.async_worker_factor = async_worker_factor;
         }
     }
     const long permille = static_cast<long>(busy) * 1000 / capacity;
-    return static_cast<int>(permille > 1000 ? 1000 : permille);
+    in.worker_occupancy_permille = static_cast<int>(permille > 1000 ? 1000 : permille);
+    return in;
+}
+
+// A sample, with the memory of the process having had no idle thread when
+// no other thread is sampling (that thread owns the memory meanwhile; a
+// sample without it counts the busy share now only).
+keepalive::Pressure sample(apr_time_t now) {
+    keepalive::PressureInputs in = walk_scoreboard();
+    if (in.process_threads > 0 && !sampling.test_and_set(std::memory_order_acquire)) {
+        const int full = in.process_busy_threads >= in.process_threads ? 1000 : 0;
+        in.process_recently_full_permille = process_full.observe(full, now, memory_span, memory_span);
+        sampling.clear(std::memory_order_release);
+    }
+    return keepalive::assess_pressure(in);
 }
 
 int query(int what) {
     int value = 0;
     return ap_mpm_query(what, &value) == APR_SUCCESS ? value : 0;
+}
+
+// The last AsyncRequestWorkerFactor in the configuration (event reads it
+// into a static of its own); top level only, or within conditional sections.
+const char* find_worker_factor(const ap_directive_t* node, const char* found) {
+    for (; node; node = node->next) {
+        if (!strcasecmp(node->directive, "AsyncRequestWorkerFactor") && node->args) found = node->args;
+        if (node->first_child) found = find_worker_factor(node->first_child, found);
+    }
+    return found;
+}
+
+// post_config: what event's limit and the memory of a full process need.
+int load_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* s) {
+    async_worker_factor = 2;
+    if (const char* arg = find_worker_factor(ap_conftree, nullptr)) {
+        async_worker_factor = keepalive::event_worker_factor(arg).value_or(2);
+    }
+    memory_span = 0;
+    for (; s; s = s->next) memory_span = std::max(memory_span, s->keep_alive_timeout);
+    return OK;
 }
 
 // child_init: the MPM's limits, read once per child.
@@ -74,18 +163,31 @@ void load_child_init(apr_pool_t*, server_rec*) {
     threads_per_child = threads > 0 ? std::min(threads, query(AP_MPMQ_HARD_LIMIT_THREADS)) : 1;
     capacity = query(AP_MPMQ_MAX_DAEMONS) * threads_per_child;
     generation = query(AP_MPMQ_GENERATION);
+    own_slot.store(-1, std::memory_order_relaxed);
 }
 
 }  // namespace
 
-void register_load_hooks() { ap_hook_child_init(load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE); }
+void register_load_hooks() {
+    ap_hook_post_config(load_post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_child_init(load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
+}
 
-int worker_occupancy(apr_time_t now, apr_interval_time_t interval) {
+int adaptive_pressure(apr_time_t now, apr_interval_time_t interval) {
     apr_time_t due = next_sample_at.load(std::memory_order_relaxed);
     if (now >= due && next_sample_at.compare_exchange_strong(due, now + interval, std::memory_order_relaxed)) {
-        last_occupancy.store(walk_scoreboard(), std::memory_order_relaxed);
+        last_pressure.store(sample(now).combined, std::memory_order_relaxed);
     }
-    return last_occupancy.load(std::memory_order_relaxed);
+    return last_pressure.load(std::memory_order_relaxed);
+}
+
+keepalive::Pressure fresh_pressure(apr_time_t now) { return sample(now); }
+
+void count_connection_opened() { open_connections.fetch_add(1, std::memory_order_relaxed); }
+void count_connection_lingering() { lingering_connections.fetch_add(1, std::memory_order_relaxed); }
+void count_connection_gone(bool lingering) {
+    open_connections.fetch_sub(1, std::memory_order_relaxed);
+    if (lingering) lingering_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace keepalive::httpd

@@ -1,20 +1,36 @@
-// Worker occupancy for the load-adaptive mode, sampled from the scoreboard.
+// The load-adaptive mode's pressure inputs (core/pressure.h), sampled from
+// the scoreboard and from the module's count of this process's connections.
 #ifndef MOD_KEEPALIVE_HTTPD_LOAD_H
 #define MOD_KEEPALIVE_HTTPD_LOAD_H
 
 #include "httpd.h"
 
+#include "core/pressure.h"
 #include "httpd/version_guard.h"
 
 namespace keepalive::httpd {
 
+// post_config: event's AsyncRequestWorkerFactor and the longest idle
+// timeout (how long a process seen with no idle thread is remembered);
 // child_init: each child reads the MPM's worker limits.
 void register_load_hooks();
 
-// The share of workers busy, in permille, or -1 when unknown. Walks the
-// scoreboard at most once per `interval` per child process; between walks,
-// and in the other threads while one walks, it returns the last sample.
-int worker_occupancy(apr_time_t now, apr_interval_time_t interval);
+// The combined pressure in permille, or -1 when unknown. Samples at most
+// once per `interval` per child process; between samples, and in the other
+// threads while one samples, it returns the last sample.
+int adaptive_pressure(apr_time_t now, apr_interval_time_t interval);
+
+// The pressure now, every input, sampled afresh for the keepalive-status
+// endpoint (the process inputs are those of the process that serves it).
+keepalive::Pressure fresh_pressure(apr_time_t now);
+
+// This process's client connections, as event counts them for its limit:
+// one opened (pre_connection), one entering its lingering close
+// (pre_close_connection), one gone (its pool cleanup; `lingering` when it
+// was counted as such).
+void count_connection_opened();
+void count_connection_lingering();
+void count_connection_gone(bool lingering);
 
 }  // namespace keepalive::httpd
 

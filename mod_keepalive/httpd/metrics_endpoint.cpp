@@ -1,11 +1,13 @@
 #include "httpd/metrics_endpoint.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "httpd.h"
 #include "http_config.h"
+#include "http_main.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_status.h"
@@ -13,7 +15,10 @@
 
 #include "core/counters.h"
 #include "core/drain.h"
+#include "core/pressure.h"
+#include "httpd/config.h"
 #include "httpd/drain.h"
+#include "httpd/load.h"
 #include "httpd/shared_counters.h"
 
 namespace keepalive::httpd {
@@ -31,6 +36,25 @@ bool wants_json(const request_rec* r) {
     return false;
 }
 
+// The pressure now and the share of each server's idle timeout the
+// adaptive mode would advertise at it (the main server's unlabelled, each
+// virtual host's once by name).
+keepalive::PressureGauges pressure_gauges() {
+    keepalive::PressureGauges g;
+    g.pressure = fresh_pressure(apr_time_now());
+    const auto scale_of = [&g](const server_rec* s) {
+        return keepalive::timeout_scale(s->keep_alive_timeout, adaptive_settings_of(s), g.pressure.combined);
+    };
+    g.timeout_scale = scale_of(ap_server_conf);
+    for (const server_rec* s = ap_server_conf; s; s = s->next) {
+        std::string name = vhost_name(s);
+        const bool seen = std::any_of(g.vhost_scales.begin(), g.vhost_scales.end(),
+                                      [&name](const auto& v) { return v.first == name; });
+        if (!seen) g.vhost_scales.emplace_back(std::move(name), scale_of(s));
+    }
+    return g;
+}
+
 // Prometheus text, or JSON with ?format=json.
 __attribute__((noinline)) int serve_metrics(request_rec* r) {
     r->allowed = AP_METHOD_BIT << M_GET;
@@ -44,10 +68,13 @@ __attribute__((noinline)) int serve_metrics(request_rec* r) {
     std::string body;
     if (wants_json(r)) {
         ap_set_content_type(r, "application/json");
-        body = render_json(total, vhosts, keepalive::render_drain_json_member(drain, now));
+        body = render_json(total, vhosts,
+                           keepalive::render_drain_json_member(drain, now) + "," +
+                               keepalive::render_pressure_json_members(pressure_gauges()));
     } else {
         ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
-        body = render_prometheus(total, vhosts) + keepalive::render_drain_prometheus(drain, now);
+        body = render_prometheus(total, vhosts) + keepalive::render_drain_prometheus(drain, now) +
+               keepalive::render_pressure_prometheus(pressure_gauges());
     }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     ap_set_content_length(r, static_cast<apr_off_t>(body.size()));

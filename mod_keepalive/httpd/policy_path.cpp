@@ -123,7 +123,7 @@ void prepare(ResponseState* st, request_rec* r, bool block_whole) {
     st->settings = settings_for(r, &disabled_by_condition);
     st->facts = gather_facts(r, response_connection, disabled_by_condition);
     if (st->settings.adaptive.enabled) {
-        st->facts.occupancy_permille = worker_occupancy(apr_time_now(), occupancy_sample_interval());
+        st->facts.pressure_permille = adaptive_pressure(apr_time_now(), occupancy_sample_interval());
     }
     if (drain_active()) apply_drain(&st->facts);
     decide_then_ask_if_stopping(st);

@@ -1,5 +1,5 @@
 """Configuration pieces several test files serve: a Lua handler whose body
-has no length, mod_ratelimit splitting the header block, a Keep-Alive
+has no length, one that sleeps, mod_ratelimit splitting the header block, a Keep-Alive
 header forged by mod_headers, CGI, and a pool of four workers."""
 
 
@@ -26,6 +26,18 @@ RATE_LIMITED_CONFIG = """\
     Header set X-Pad "expr=%{QUERY_STRING}"
 </Location>
 """
+
+# /slow?MS keeps its worker busy for MS milliseconds (1000 without a query):
+# map it with LuaMapHandler "^/slow$" "@DIR@/scripts/slow.lua" handle.
+SLOW_MS_LUA = b"""\
+function handle(r)
+  r.content_type = "text/plain"
+  r.usleep((tonumber(r.args) or 1000) * 1000)
+  r:puts("slept\\n")
+  return apache2.OK
+end
+"""
+SLOW_MS_FILES = {"scripts/slow.lua": SLOW_MS_LUA}
 
 STREAM_CONFIG = 'LuaMapHandler "^/stream$" "@DIR@/scripts/stream.lua" handle\n'
 

@@ -29,7 +29,7 @@ from tests.harness.assertions import (EARLY_SLACK, LATE_SLACK,
                                       assert_closed_soon,
                                       assert_closing_without_keepalive,
                                       assert_keepalive)
-from tests.harness.configs import FOUR_WORKERS
+from tests.harness.configs import FOUR_WORKERS, SLOW_MS_FILES
 from tests.harness.httpd import HttpdServer
 from tests.harness.rawhttp import RawConnection, build_request
 from tests.harness.servers import serve
@@ -54,16 +54,6 @@ LuaMapHandler "^/slow$" "@DIR@/scripts/slow.lua" handle
 </Location>
 """
 
-# /slow?MS keeps its worker busy for MS milliseconds.
-SLOW_LUA = b"""\
-function handle(r)
-  r.content_type = "text/plain"
-  r.usleep((tonumber(r.args) or 1000) * 1000)
-  r:puts("slept\\n")
-  return apache2.OK
-end
-"""
-
 CLOSE = [("Connection", "close")]
 BUSY_STATES = set("SRWDCLGI")     # mod_status letters of occupied workers
 
@@ -74,7 +64,7 @@ def server(mpm, module_path):
         mpm, module_path, keepalive=("On", "%d" % TIMEOUT, "100"),
         extra_config=FOUR_WORKERS[mpm] + CONFIG,
         extra_modules=("lua", "status"),
-        files={"scripts/slow.lua": SLOW_LUA}, name="adaptive"))
+        files=SLOW_MS_FILES, name="adaptive"))
 
 
 # -- helpers -----------------------------------------------------------------

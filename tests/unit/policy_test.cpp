@@ -600,7 +600,7 @@ Settings adaptive(int shrink_at = 500, int close_at = 900, std::int64_t floor_us
 
 ResponseFacts at_occupancy(int permille) {
     ResponseFacts f = http11();
-    f.occupancy_permille = permille;
+    f.pressure_permille = permille;
     return f;
 }
 

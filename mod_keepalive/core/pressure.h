@@ -1,0 +1,135 @@
+// The load-adaptive mode's pressure model: several inputs, each a share
+// from 0 to 1000 permille of what the server can take, combined by one pure
+// function into the pressure the policy shrinks idle timeouts by
+// (ResponseFacts::pressure_permille, adapted_idle_timeout()).
+//
+// Every MPM: worker occupancy, the share of MaxRequestWorkers busy (event
+// processes that stopped accepting count as full). Event adds two inputs of
+// the process that responds, which is the process whose listener will hold
+// the idle connection and may close it early (event.c, listener_thread):
+//
+//  - process workers: the share of its threads busy. When a connection or a
+//    keep-alive request arrives and none is idle, its listener closes every
+//    idle keep-alive connection of the process ("All workers are busy").
+//    So the input is also full for a while after the process was seen with
+//    no idle thread (PressureMemory: held for the longest KeepAliveTimeout,
+//    then fading over as long again): a process that ran out of threads
+//    within the last timeout will likely again within the next, and a
+//    promise made now would likely be broken. Shedding only while the
+//    process is busy now is not enough: it lowers the process's keep-alive
+//    connections, so event stops accepting later (connections_above_limit
+//    counts them) and its threads run out more often, closing the
+//    connections still kept (bench/RESULTS.md, "Early closes under event").
+//  - process connections: its open connections (not in lingering close)
+//    against event's limit, ThreadsPerChild + idle threads x
+//    AsyncRequestWorkerFactor, at which it stops accepting
+//    (connections_above_limit()). Reported, but not combined: at that limit
+//    the process makes new clients wait rather than run out of threads, and
+//    the keep-alive connections it holds are what bring it there, so
+//    closing them on this input lets it accept more and run out of threads
+//    sooner, which closes the connections still kept early (measured:
+//    bench/RESULTS.md, "Early closes under event").
+//
+// The combined pressure is the largest known input of kCombinedInputs;
+// unknown inputs (-1) do not count. Issue 18 adds the listeners' accept
+// queue as one more input, with its own place in kCombinedInputs or not.
+//
+// Part of the policy core: no httpd or APR headers.
+#ifndef MOD_KEEPALIVE_CORE_PRESSURE_H
+#define MOD_KEEPALIVE_CORE_PRESSURE_H
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/policy.h"
+
+namespace keepalive {
+
+// What the adapter samples. Counts, not shares: the model computes the
+// shares, as event would from the same counts.
+struct PressureInputs {
+    int worker_occupancy_permille = -1;  // busy share of MaxRequestWorkers; -1 unknown
+    // Event only (process_threads 0 elsewhere): the responding process.
+    int process_threads = 0;             // ThreadsPerChild
+    int process_busy_threads = 0;        // threads serving a request, the responding one included
+    int process_recently_full_permille = -1;  // memory of it having no idle thread (PressureMemory)
+    int process_connections = 0;         // open client connections, not in lingering close
+    bool process_not_accepting = false;  // its listeners are disabled (connections above event's limit)
+    int async_worker_factor = 2;         // AsyncRequestWorkerFactor, as event applies it
+};
+
+enum class PressureInput { WorkerOccupancy, ProcessWorkers, ProcessConnections };
+constexpr std::size_t kPressureInputCount = static_cast<std::size_t>(PressureInput::ProcessConnections) + 1;
+
+// The inputs the combined pressure is the largest of.
+constexpr std::array<PressureInput, 2> kCombinedInputs = {PressureInput::WorkerOccupancy,
+                                                          PressureInput::ProcessWorkers};
+
+// "worker_occupancy", "process_workers", "process_connections": the
+// gauges' label values.
+const char* pressure_input_name(PressureInput input);
+
+struct Pressure {
+    std::array<int, kPressureInputCount> input{-1, -1, -1};  // permille, -1 unknown
+    int combined = -1;  // the largest known input of kCombinedInputs; -1 when none is known
+
+    int of(PressureInput which) const { return input[static_cast<std::size_t>(which)]; }
+};
+
+// The pressure the inputs say. Pure; out-of-range counts are clamped.
+Pressure assess_pressure(const PressureInputs& in);
+
+// A recent peak that is held, then fades: the value seen at `at_us` stands
+// for `hold_us`, then loses its full scale (1000) per `fade_us`.
+struct PressureMemory {
+    int peak_permille = 0;
+    std::int64_t at_us = 0;
+
+    // The peak as it stands at `now_us` (0 once faded; a fade that is not
+    // positive ends it with the hold).
+    int recall(std::int64_t now_us, std::int64_t hold_us, std::int64_t fade_us) const;
+    // Remembers `value` when it is at least what the peak stands at now;
+    // returns the peak as it now stands.
+    int observe(int value, std::int64_t now_us, std::int64_t hold_us, std::int64_t fade_us);
+};
+
+// The idle timeout after the load-adaptive mode has had its say: unchanged
+// at or below shrink_at, then linearly shorter, down to the floor (or to
+// the requested value, if that is shorter still) at close_at.
+std::int64_t adapted_idle_timeout(std::int64_t requested, const AdaptiveSettings& a, int pressure_permille);
+
+// The share of `requested` the adaptive mode advertises at this pressure:
+// 1 when it changes nothing (also when disabled or the pressure unknown),
+// 0 when responses close (load-shedding).
+double timeout_scale(std::int64_t requested_us, const AdaptiveSettings& a, int pressure_permille);
+
+// AsyncRequestWorkerFactor as event applies it: event stores the factor in
+// sixteenths, at least 16, and divides back with integer division (1.5 and
+// 1.9 act as 1, 2.5 as 2). nullopt for a value event refuses or one that
+// cannot be a factor (not a number, trailing text, <= 0, not finite).
+std::optional<int> event_worker_factor(std::string_view arg);
+
+// The gauges of the keepalive-status endpoint, computed at scrape time.
+struct PressureGauges {
+    Pressure pressure;
+    double timeout_scale = 1.0;                               // the main server's
+    std::vector<std::pair<std::string, double>> vhost_scales;  // "host:port", scale
+};
+
+// Prometheus text: keepalive_pressure_ratio{input=...} (known inputs only),
+// keepalive_pressure_combined_ratio (when known) and
+// keepalive_adaptive_timeout_scale_ratio (per vhost and without label).
+std::string render_pressure_prometheus(const PressureGauges& g);
+// The same as JSON members, for the top-level object:
+// "pressure":{"worker_occupancy":0.25,...,"combined":0.25},
+// "timeout_scale":{"total":1,"vhosts":{"host:port":1}}.
+std::string render_pressure_json_members(const PressureGauges& g);
+
+}  // namespace keepalive
+
+#endif  // MOD_KEEPALIVE_CORE_PRESSURE_H
