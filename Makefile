@@ -9,6 +9,7 @@
 #   make test-package  as root: install that package, a2enmod, run apache2, purge
 #   make test-compat  the integration tests on httpd 2.4.52, 2.4.58, 2.4.62 built from source
 #   make bench-robustness  memory, graceful-restart and valgrind benchmarks (bench/)
+#   make bench-fleet  httpd behind HAProxy: rebalancing and the reuse race (bench/fleet.py)
 #   make bench-cost  instructions per request (callgrind), wrk throughput, decide() (bench/)
 #   make test-httpd-suite  httpd's own test suite without and with the module, compared
 #                   (keep-alive subset; HTTPD_SUITE=full for the whole suite)
@@ -35,8 +36,9 @@ DECIDE_BENCHMARK := $(BUILD)/decide_benchmark
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
                 libgtest-dev python3 python3-pytest nghttp2-client wrk \
                 nodejs clang libclang-rt-14-dev prometheus
-# ... those "make bench-robustness" needs (ss is in iproute2) ...
-BENCH_PACKAGES := valgrind wrk iproute2
+# ... those "make bench-robustness" and "make bench-fleet" need (ss is in
+# iproute2; haproxy is bench/fleet.py's balancer) ...
+BENCH_PACKAGES := valgrind wrk iproute2 haproxy
 # ... and those "make bench-cost" needs.
 BENCH_COST_PACKAGES := valgrind wrk libbenchmark-dev
 # ... those "make test-compat" needs to build httpd from source (2.4.52
@@ -96,7 +98,7 @@ FUZZ_TARGETS  := connection_tokens decide directive_args
 FUZZ_BINARIES := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 .PHONY: all deps unit-test-sanitized test-version-guard test-compat fuzz deps-deb run test unit-test integration-test deb test-package \
-        install uninstall clean bench-robustness bench-cost
+        install uninstall clean bench-robustness bench-fleet bench-cost
 
 all: $(MODULE_SO)
 
@@ -203,6 +205,12 @@ bench-robustness: deps $(MODULE_SO)
 	$(PYTHON) -m bench.memory --module $(MODULE_SO)
 	$(PYTHON) -m bench.graceful --module $(MODULE_SO)
 	$(PYTHON) -m bench.valgrind --module $(MODULE_SO)
+
+# Three httpd behind Debian's haproxy (bench/fleet.py, about 9 minutes):
+# KeepAliveMaxLifetime rebalancing a fleet, and the balancer's reuse race.
+bench-fleet: deps $(MODULE_SO)
+	@apxs/install-deps $(BENCH_PACKAGES)
+	$(PYTHON) -m bench.fleet --module $(MODULE_SO)
 
 # What the module costs (bench/cost.py, bench/decide_benchmark.cpp): callgrind
 # instructions per request with and without it, wrk throughput side by side,
