@@ -186,7 +186,8 @@ std::string render_prometheus(const CounterValues& total, const std::vector<Name
     return out;
 }
 
-std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts) {
+std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts,
+                        const std::string& extra_members) {
     std::string out = "{\"total\":{";
     json_values(out, total);
     out += "},\"vhosts\":[";
@@ -196,7 +197,9 @@ std::string render_json(const CounterValues& total, const std::vector<NamedValue
         json_values(out, vhosts[i].values);
         out += '}';
     }
-    out += "]}\n";
+    out += ']';
+    if (!extra_members.empty()) out += ',' + extra_members;
+    out += "}\n";
     return out;
 }
 

@@ -68,8 +68,10 @@ struct NamedValues {
 // virtual host (label vhost="host:port") and one for the whole server
 // (no vhost label).
 std::string render_prometheus(const CounterValues& total, const std::vector<NamedValues>& vhosts);
-// The same numbers as JSON: {"total": {...}, "vhosts": [{"vhost": ..., ...}]}.
-std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts);
+// The same numbers as JSON: {"total": {...}, "vhosts": [{"vhost": ..., ...}]},
+// then `extra_members` ("name":value,...) when given: the gauges.
+std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts,
+                        const std::string& extra_members = {});
 // "Key: value" lines for mod_status's machine-readable ?auto page (totals).
 std::string render_status_auto(const CounterValues& total);
 

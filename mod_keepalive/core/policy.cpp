@@ -74,6 +74,7 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
     if (!f.response_connection.empty() && asks_for_close(scan_connection_tokens(f.response_connection))) {
         return CloseReason::ResponseClose;
     }
+    if (f.drain_closes) return CloseReason::Drain;
     if (settings.adaptive.enabled && f.occupancy_permille >= settings.adaptive.close_at_permille) {
         return CloseReason::LoadShedding;
     }
@@ -110,6 +111,7 @@ const char* reason_name(CloseReason reason) {
         case CloseReason::BudgetReached: return "budget-reached";
         case CloseReason::LifetimeReached: return "lifetime-reached";
         case CloseReason::LoadShedding: return "load-shedding";
+        case CloseReason::Drain: return "drain";
         case CloseReason::IdleTimeout: return "idle-timeout";
         case CloseReason::ClientGone: return "client-gone";
         case CloseReason::EarlyCloseBusy: return "early-close-busy";
@@ -141,6 +143,20 @@ Decision decide(const ConnectionLimits& limits, const Settings& settings, const 
     d.advertised_timeout_us = std::min(requested, d.idle_timeout_us);
     if (settings.advertised_timeout_us) {
         d.advertised_timeout_us = std::min(d.advertised_timeout_us, *settings.advertised_timeout_us);
+    }
+    if (facts.drain_cap_us >= 0) {
+        // A drain leaves room for no idle wait past its end: promise less,
+        // or close when less than the smallest promise (1 s) is left.
+        if (limits.per_response_idle_timeout) d.idle_timeout_us = std::min(d.idle_timeout_us, facts.drain_cap_us);
+        d.advertised_timeout_us = std::min(d.advertised_timeout_us, facts.drain_cap_us);
+        if (d.advertised_timeout_us < kMicrosPerSecond) {
+            Decision closed;
+            closed.verdict = Verdict::Close;
+            closed.reason = CloseReason::Drain;
+            closed.client_opted_in = d.client_opted_in;
+            closed.httpd_sees_keep_alive = d.httpd_sees_keep_alive;
+            return closed;
+        }
     }
     d.advertised_timeout_s = static_cast<int>(d.advertised_timeout_us / kMicrosPerSecond);
     const int max_requests = settings.max_requests.value_or(limits.max_requests);

@@ -79,6 +79,10 @@ struct ResponseFacts {
     bool disabled_by_condition = false;  // a KeepAliveDisableIf expression was true
     int occupancy_permille = -1;     // share of workers busy (sampled); -1 unknown
     bool server_stopping = false;    // graceful stop or restart under way
+    // A drain under way (core/drain.h): this connection's moment in it has
+    // come, or else the longest idle wait it leaves room for (-1: no drain).
+    bool drain_closes = false;
+    std::int64_t drain_cap_us = -1;
 };
 
 enum class Verdict { NotApplicable, Keep, Close };
@@ -104,6 +108,7 @@ enum class CloseReason {
     BudgetReached,   // MaxKeepAliveRequests used up
     LifetimeReached, // KeepAliveMaxLifetime passed
     LoadShedding,    // the load-adaptive mode closed it to free a worker
+    Drain,           // a drain (keepalivectl) ahead of a restart or stop
     // How a connection ends when its last response kept it:
     IdleTimeout,     // the server closed it after waiting the idle timeout
     ClientGone,      // the client closed it (or it broke) while idle

@@ -168,6 +168,15 @@ const char* set_sample_interval(cmd_parms* cmd, void*, const char* arg) {
     return nullptr;
 }
 
+const char* set_drain_spread(cmd_parms* cmd, void*, const char* arg) {
+    if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
+    if (ap_cstr_casecmp(arg, "auto") == 0) {
+        server_config(cmd)->drain_spread = kUnset;
+        return nullptr;
+    }
+    return parse_duration(cmd, arg, &server_config(cmd)->drain_spread);
+}
+
 const char* set_disable_if(cmd_parms* cmd, void* cfg, const char* arg) {
     const char* err = nullptr;
     // DONT_VARY: whether a connection stays open is per hop, not part of the
@@ -218,6 +227,8 @@ const command_rec directives[] = {
                   "The shortest idle timeout the adaptive mode shrinks to, e.g. 1 or 500ms"),
     AP_INIT_TAKE1("KeepAliveAdaptiveInterval", as_cmd_function(set_sample_interval), nullptr, RSRC_CONF,
                   "How often worker occupancy is sampled from the scoreboard (default 10ms)"),
+    AP_INIT_TAKE1("KeepAliveDrainSpread", as_cmd_function(set_drain_spread), nullptr, RSRC_CONF,
+                  "The window a drain spreads its closes over: auto (the longest idle timeout) or a duration"),
     AP_INIT_TAKE1("KeepAliveDisableIf", as_cmd_function(set_disable_if), nullptr, RSRC_CONF | ACCESS_CONF,
                   "An ap_expr expression; when true the response closes the connection"),
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
@@ -251,6 +262,7 @@ void* merge_server_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
     merged->close_at_permille = inherit(child->close_at_permille, parent->close_at_permille, -1);
     merged->adaptive_floor = inherit(child->adaptive_floor, parent->adaptive_floor, kUnset);
     merged->sample_interval = inherit(child->sample_interval, parent->sample_interval, kUnset);
+    merged->drain_spread = inherit(child->drain_spread, parent->drain_spread, kUnset);
     return merged;
 }
 
@@ -328,6 +340,12 @@ apr_interval_time_t occupancy_sample_interval() {
         static_cast<const ServerConfig*>(ap_get_module_config(ap_server_conf->module_config, &keepalive_module));
     return main_conf->sample_interval != kUnset ? main_conf->sample_interval
                                                 : keepalive::defaults::kAdaptiveSampleIntervalUs;
+}
+
+apr_interval_time_t drain_spread() {
+    const auto* main_conf =
+        static_cast<const ServerConfig*>(ap_get_module_config(ap_server_conf->module_config, &keepalive_module));
+    return main_conf->drain_spread;
 }
 
 }  // namespace keepalive::httpd

@@ -12,6 +12,8 @@
 #include "apr_strings.h"
 
 #include "core/counters.h"
+#include "core/drain.h"
+#include "httpd/drain.h"
 #include "httpd/shared_counters.h"
 
 namespace keepalive::httpd {
@@ -40,13 +42,15 @@ int metrics_handler(request_rec* r) {
 
     const CounterValues total = total_values();
     const std::vector<NamedValues> vhosts = vhost_values();
+    const keepalive::DrainSchedule drain = drain_schedule();
+    const apr_time_t now = apr_time_now();
     std::string body;
     if (wants_json(r)) {
         ap_set_content_type(r, "application/json");
-        body = render_json(total, vhosts);
+        body = render_json(total, vhosts, keepalive::render_drain_json_member(drain, now));
     } else {
         ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
-        body = render_prometheus(total, vhosts);
+        body = render_prometheus(total, vhosts) + keepalive::render_drain_prometheus(drain, now);
     }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     ap_set_content_length(r, static_cast<apr_off_t>(body.size()));

@@ -18,6 +18,8 @@
 //                           closed before its advertised timeout
 //   shared_counters.cpp     post_config: the counters in shared memory
 //   metrics_endpoint.cpp    handler: keepalive-status; mod_status's section
+//   drain.cpp               post_config: each generation's drain schedule
+//                           in shared memory; handler: keepalive-drain
 //   load.cpp                child_init: the MPM's limits, for the
 //                           load-adaptive mode's occupancy
 //
@@ -28,6 +30,7 @@
 
 #include "httpd/config.h"
 #include "httpd/connection.h"
+#include "httpd/drain.h"
 #include "httpd/header_takeover_24.h"
 #include "httpd/load.h"
 #include "httpd/metrics_endpoint.h"
@@ -59,6 +62,7 @@ void register_hooks(apr_pool_t*) {
     register_connection_hooks();
     register_shared_counter_hooks();
     register_metrics_endpoint_hooks();
+    register_drain_hooks();
     register_load_hooks();
 }
 

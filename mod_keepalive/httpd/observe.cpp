@@ -23,6 +23,7 @@
 
 #include "core/wire_format.h"
 #include "httpd/config.h"
+#include "httpd/drain.h"
 #include "httpd/header_takeover_24.h"
 #include "httpd/shared_counters.h"
 #include "httpd/policy_path.h"
@@ -64,6 +65,7 @@ void record(request_rec* r, const keepalive::Decision& d, bool kept) {
 
     const int slot = metrics_slot(r->server);
     count_response(slot, kept);
+    if (kept) note_promised_idle_wait(d.idle_timeout_us);
     if (ConnectionState* cs = connection_state(r->connection)) {
         ++cs->requests;
         cs->last_kept = kept;

@@ -28,6 +28,8 @@
 
 #include "core/wire_format.h"
 #include "httpd/config.h"
+#include "httpd/connection_state.h"
+#include "httpd/drain.h"
 #include "httpd/header_takeover_24.h"
 #include "httpd/load.h"
 #include "httpd/response_facts.h"
@@ -48,6 +50,7 @@ namespace {
 //  - The timeout core prints, r->server's, is the one enforced: a name-based
 //    vhost without its own KeepAliveTimeout is held to the base server's.
 //  - The block reaches OBSERVE whole, so that OBSERVE can write into it.
+//  - No drain is under way: core knows nothing of it.
 bool core_decides_alone(const ConnectionState* cs, const ap_filter_t* f) {
     const request_rec* r = f->r;
     const server_rec* s = r->server;
@@ -56,7 +59,7 @@ bool core_decides_alone(const ConnectionState* cs, const ap_filter_t* f) {
     if (!s->keep_alive_timeout_set && s->keep_alive_timeout != r->connection->base_server->keep_alive_timeout) {
         return false;
     }
-    return block_reaches_observe(cs, f) && policy_is_cores(r);
+    return block_reaches_observe(cs, f) && policy_is_cores(r) && !drain_active();
 }
 
 // An error bucket makes core discard the response it comes with and send an
@@ -122,6 +125,9 @@ void prepare(ResponseState* st, request_rec* r, bool block_whole) {
     st->facts = gather_facts(r, response_connection, disabled_by_condition);
     if (st->settings.adaptive.enabled) {
         st->facts.occupancy_permille = worker_occupancy(apr_time_now(), occupancy_sample_interval());
+    }
+    if (drain_active()) {
+        if (const ConnectionState* cs = connection_state(c)) apply_drain(&st->facts, c, cs->accepted);
     }
     decide_then_ask_if_stopping(st);
     if (closed_by_module && st->decision.reason == keepalive::CloseReason::MarkedClose) {

@@ -3,8 +3,9 @@
 //
 // Properties: no crash or undefined behaviour; HTTP/2 and HTTP/0.9 get no
 // decision; a close never carries a Keep-Alive value; a keep advertises no
-// more than the server enforces, in whole seconds rounded down, with a
-// request budget that is positive; a close token from the client always
+// more than the server enforces (nor than a drain leaves), in whole seconds
+// rounded down, with a request budget that is positive; a drain's moment
+// closes; a close token from the client always
 // closes; the Keep-Alive value, the two header fields and the log note say
 // what the decision holds, whatever values it holds.
 #include <fuzzer/FuzzedDataProvider.h>
@@ -85,6 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     f.disabled_by_condition = in.ConsumeBool();
     f.occupancy_permille = in.ConsumeIntegralInRange<int>(-1, 1000);
     f.server_stopping = in.ConsumeBool();
+    f.drain_closes = in.ConsumeBool();
+    f.drain_cap_us = in.ConsumeIntegralInRange<std::int64_t>(-1, std::int64_t{1} << 45);
     const std::string response_connection = in.ConsumeRandomLengthString(64);
     const std::string request_connection = in.ConsumeRemainingBytesAsString();
     f.request_connection = request_connection;
@@ -103,6 +106,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     }
     if (keepalive::list_has_token(f.request_connection, "close")) check(!d.keep());
+    if (f.drain_closes) check(!d.keep());
+    // A drain is never promised through: nothing advertised outlasts it.
+    if (d.keep() && f.drain_cap_us >= 0) check(d.advertised_timeout_us <= f.drain_cap_us);
     if (!d.keep()) {
         check(d.reason != keepalive::CloseReason::None);
         check(d.keep_alive_header().empty() && !d.send_header);

@@ -134,6 +134,11 @@ if [ -f "$MODULE" ] && cmp -s conf.d/keepalive.load "$CONFDIR/mods-available/kee
 else
     fail "installed $MODULE and mods-available/keepalive.{load,conf} as in conf.d/"
 fi
+if [ -x /usr/sbin/keepalivectl ] && /usr/sbin/keepalivectl --help | grep -q 'graceful-stop'; then
+    pass "installed /usr/sbin/keepalivectl, which runs"
+else
+    fail "installed /usr/sbin/keepalivectl, which runs"
+fi
 if grep -a -q "mod_keepalive/$upstream" "$MODULE"; then
     pass "the installed module reports version $upstream, as debian/changelog says"
 else
@@ -188,7 +193,7 @@ a2enmod -q keepalive || abort "a2enmod keepalive again, for the purge"
 cp -p "$ports_backup" "$PORTS_CONF" && rm -f "$ports_backup" && ports_backup=""
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o Dpkg::Use-Pty=0 "$PACKAGE" </dev/null || abort "apt-get purge $PACKAGE"
 installed=0
-left=$(ls -d "$CONFDIR"/mods-enabled/keepalive.* "$CONFDIR"/mods-available/keepalive.* "$MODULE" \
+left=$(ls -d "$CONFDIR"/mods-enabled/keepalive.* "$CONFDIR"/mods-available/keepalive.* "$MODULE" /usr/sbin/keepalivectl \
           /var/lib/apache2/module/*/keepalive 2>/dev/null)
 if [ -z "$left" ] && ! a2query -q -m keepalive; then
     pass "after the purge nothing of the module is left, enabled or not"

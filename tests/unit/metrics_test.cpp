@@ -127,7 +127,7 @@ TEST(Prometheus, EveryReasonIsListedEvenAtZero) {
     for (const char* reason : {"client-close", "http10-no-optin", "budget-reached", "lifetime-reached", "idle-timeout",
                                "disabled", "disabled-by-condition", "load-shedding", "error-status",
                                "undelimited-body", "server-stopping", "client-gone",
-                               "early-close-busy", "early-close-stopping"}) {
+                               "early-close-busy", "early-close-stopping", "drain"}) {
         EXPECT_NE(text.find("keepalive_connections_closed_total{reason=\"" + std::string(reason) + "\"} 0\n"),
                   std::string::npos)
             << reason;

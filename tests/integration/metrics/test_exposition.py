@@ -16,6 +16,7 @@ REQUIRED_REASONS = {
     "client-close", "http10-no-optin", "budget-reached", "lifetime-reached",
     "idle-timeout", "disabled", "disabled-by-condition", "load-shedding",
     "error-status", "undelimited-body", "server-stopping", "client-gone",
+    "drain",
 }
 
 # The vhost whose name needs escaping in a label value: q"uote\back.test.
@@ -36,6 +37,9 @@ def test_prometheus_output_follows_the_exposition_format(server, scraper):
         "keepalive_responses_total": "counter",
         "keepalive_connections_closed_total": "counter",
         "keepalive_requests_per_connection": "histogram",
+        "keepalive_drain_state": "gauge",
+        "keepalive_drain_remaining_seconds": "gauge",
+        "keepalive_longest_idle_timeout_seconds": "gauge",
     }, text
     assert set(helps) == set(types) and all(helps.values()), text
     lines = text.splitlines()
@@ -59,9 +63,13 @@ def test_prometheus_output_follows_the_exposition_format(server, scraper):
     for vhost in vhosts_of(samples):
         assert set(scope_values(samples, vhost)) == keys, vhost
     for (name, labels) in samples:
-        assert set(dict(labels)) - {"vhost"} <= {"decision", "reason", "le"}
-    # Values are whole numbers of counted things.
-    assert all(v == int(v) and v >= 0 for v in samples.values()), text
+        assert set(dict(labels)) - {"vhost"} <= {"decision", "reason", "le", "state"}
+    # Counters are whole numbers of counted things.
+    assert all(v == int(v) and v >= 0 for (n, _), v in samples.items()
+               if types.get(n, types.get(n.rsplit("_", 1)[0])) != "gauge"), text
+    # The drain's gauges: none under way.
+    assert {dict(l)["state"]: v for (n, l), v in samples.items()
+            if n == "keepalive_drain_state"} == {"idle": 1, "draining": 0, "drained": 0}, text
     # load-shedding belongs to the adaptive mode, which is off here.
     assert scope_values(samples)["closed:load-shedding"] == 0
 
