@@ -3,8 +3,8 @@ mod_keepalive loaded, and the module's drain-then-graceful, side by side,
 under prefork, worker and event.
 
 Every run is one fresh server (tests/harness/httpd.py's HttpdServer,
-its MPM sizing, KeepAlive On, KeepAliveTimeout 5, MaxKeepAliveRequests 100)
-in one of three configurations:
+KeepAlive On, KeepAliveTimeout 5, MaxKeepAliveRequests 100) in one of three
+configurations:
 
   core     core httpd alone, restarted with "apache2 -k graceful"
   module   mod_keepalive loaded, restarted the same way
@@ -17,7 +17,14 @@ in one of three configurations:
 The configuration text is the same in all three: mod_lua with an echo
 handler at /echo, and /keepalive-status and /keepalive-drain inside
 <IfModule keepalive_module>; core differs by the LoadModule line (and the
-Include of conf.d/keepalive.conf, comments only).
+Include of conf.d/keepalive.conf, comments only). prefork has the
+harness's sizing (up to 16 processes); worker and event up to 4 processes
+of --threads-per-child threads (32 by default; the harness has 8). With 8,
+the 20 connections below often fill every thread of an event process, and
+event's listener then closes the process's idle keep-alive connections
+while their clients may be sending on them: read errors by the thousand
+without any restart (issue 15's early closes), which would hide what a
+restart does.
 
 Two clients load the server for the whole run. wrk keeps --connections
 keep-alive connections busy (-t --threads) on a small static page. Node's
@@ -110,9 +117,26 @@ RESTART_RE = re.compile(r"Graceful restart requested, doing restart|"
 READY_RE = re.compile(r"resuming normal operations")
 
 
-def server_for(mpm, config, module):
-    return HttpdServer(mpm, None if config == "core" else module,
-                       keepalive=("On", "5", "100"), extra_config=EXTRA_CONFIG,
+# --threads-per-child N: worker and event processes of N threads (the
+# harness's have 8); these lines come after the harness's and replace them.
+THREADS_CONFIG = """\
+<IfModule mpm_%(mpm)s_module>
+    ThreadLimit %(n)d
+    ThreadsPerChild %(n)d
+    MaxRequestWorkers %(max)d
+    MaxSpareThreads %(spare)d
+</IfModule>
+"""
+
+
+def server_for(mpm, config, args):
+    extra = EXTRA_CONFIG
+    if mpm != "prefork":
+        n = args.threads_per_child
+        extra += THREADS_CONFIG % {"mpm": mpm, "n": n, "max": 4 * n,
+                                   "spare": 2 * n}
+    return HttpdServer(mpm, None if config == "core" else args.module,
+                       keepalive=("On", "5", "100"), extra_config=extra,
                        extra_modules=["lua"],
                        files={"scripts/echo.lua": ECHO_LUA},
                        name="graceful-%s" % config)
@@ -203,7 +227,7 @@ def stop_client(proc, timeout):
 
 
 def run_one(mpm, config, round_no, args):
-    server = server_for(mpm, config, args.module)
+    server = server_for(mpm, config, args)
     # Only a bound: the clients are stopped after the tail.
     bound = args.lead + args.restarts * (args.interval + args.settle
                                          + args.restart_timeout) + args.tail
@@ -422,6 +446,9 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--wrk-timeout", type=int, default=5,
                    help="wrk --timeout, seconds")
+    p.add_argument("--threads-per-child", type=int, default=32,
+                   help="worker and event: up to 4 processes of this many "
+                        "threads (8: the harness's sizing)")
     p.add_argument("--post-loops", type=int, default=4,
                    help="concurrent POST loops of the Node fetch client "
                         "(0: no POSTs)")
