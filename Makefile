@@ -199,7 +199,8 @@ deb: deps-deb
 
 # Robustness benchmarks, not part of "make test" (results in bench/RESULTS.md):
 # 1,000,000 requests on one connection (memory), 10 graceful restarts under
-# wrk (core vs module, every MPM), a workload under valgrind memcheck.
+# wrk and Node fetch POSTs (core vs module vs keepalivectl's drain, every
+# MPM), a workload under valgrind memcheck.
 bench-robustness: deps $(MODULE_SO)
 	@apxs/install-deps $(BENCH_PACKAGES)
 	$(PYTHON) -m bench.memory --module $(MODULE_SO)
