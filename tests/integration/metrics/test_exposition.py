@@ -43,6 +43,9 @@ def test_prometheus_output_follows_the_exposition_format(server, scraper):
         "keepalive_drain_state": "gauge",
         "keepalive_drain_remaining_seconds": "gauge",
         "keepalive_longest_idle_timeout_seconds": "gauge",
+        "keepalive_pressure_ratio": "gauge",
+        "keepalive_pressure_combined_ratio": "gauge",
+        "keepalive_adaptive_timeout_scale_ratio": "gauge",
     }, text
     assert set(helps) == set(types) and all(helps.values()), text
     lines = text.splitlines()
@@ -66,7 +69,7 @@ def test_prometheus_output_follows_the_exposition_format(server, scraper):
     for vhost in vhosts_of(samples):
         assert set(scope_values(samples, vhost)) == keys, vhost
     for (name, labels) in samples:
-        assert set(dict(labels)) - {"vhost"} <= {"decision", "reason", "le", "state"}
+        assert set(dict(labels)) - {"vhost"} <= {"decision", "reason", "le", "state", "input"}
     # Counters are whole numbers of counted things (seconds are not things).
     assert all(v == int(v) and v >= 0 for (n, _), v in samples.items()
                if types.get(n, types.get(n.rsplit("_", 1)[0])) != "gauge"
