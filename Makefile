@@ -35,7 +35,7 @@ DECIDE_BENCHMARK := $(BUILD)/decide_benchmark
 # Debian packages the build, the demo and the tests need.
 DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
                 libgtest-dev python3 python3-pytest nghttp2-client wrk \
-                nodejs clang libclang-rt-14-dev prometheus
+                nodejs clang libclang-rt-14-dev prometheus haproxy
 # ... those "make bench-robustness" and "make bench-fleet" need (ss is in
 # iproute2; haproxy is bench/fleet.py's balancer) ...
 BENCH_PACKAGES := valgrind wrk iproute2 haproxy
