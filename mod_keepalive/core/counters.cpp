@@ -110,14 +110,6 @@ std::string lifetime_bound_text(std::size_t slot) {
     return slot < kLifetimeBoundsMs.size() ? milliseconds_as_seconds(kLifetimeBoundsMs[slot]) : "+Inf";
 }
 
-// Microseconds as seconds with all six decimals: a histogram's _sum.
-std::string microseconds_as_seconds(std::uint64_t us) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%llu.%06llu", static_cast<unsigned long long>(us / 1000000),
-                  static_cast<unsigned long long>(us % 1000000));
-    return text;
-}
-
 struct Scope {
     std::string labels;  // "" for the total, vhost="..." for a virtual host
     const CounterValues* values;
@@ -154,11 +146,23 @@ void json_values(std::string& out, const CounterValues& v) {
         if (slot) out += ',';
         out += "\"" + lifetime_bound_text(slot) + "\":" + std::to_string(cumulative);
     }
-    out += "},\"sum\":" + microseconds_as_seconds(v.connection_lifetime_sum_us) +
+    out += "},\"sum\":" + seconds_text(v.connection_lifetime_sum_us) +
            ",\"count\":" + std::to_string(v.requests_per_connection_count) + "}";
 }
 
 }  // namespace
+
+std::string seconds_text(std::uint64_t us, bool milliseconds_only) {
+    char text[32];
+    if (milliseconds_only) {
+        std::snprintf(text, sizeof text, "%llu.%03llu", static_cast<unsigned long long>(us / 1000000),
+                      static_cast<unsigned long long>(us % 1000000 / 1000));
+    } else {
+        std::snprintf(text, sizeof text, "%llu.%06llu", static_cast<unsigned long long>(us / 1000000),
+                      static_cast<unsigned long long>(us % 1000000));
+    }
+    return text;
+}
 
 std::size_t histogram_slot(std::uint64_t requests) {
     std::size_t slot = 0;
@@ -246,7 +250,7 @@ std::string render_prometheus(const CounterValues& total, const std::vector<Name
                    with_label(s.labels, "le", lifetime_bound_text(slot)), cumulative);
         }
         sample_text(out, "keepalive_connection_lifetime_seconds_sum", s.labels,
-                    microseconds_as_seconds(s.values->connection_lifetime_sum_us));
+                    seconds_text(s.values->connection_lifetime_sum_us));
         sample(out, "keepalive_connection_lifetime_seconds_count", s.labels, s.values->requests_per_connection_count);
     }
     return out;

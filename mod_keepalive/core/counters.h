@@ -84,6 +84,9 @@ std::string render_prometheus(const CounterValues& total, const std::vector<Name
 // then `extra_members` ("name":value,...) when given: the gauges.
 std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts,
                         const std::string& extra_members = {});
+// Microseconds as decimal seconds: "6.502000" (a histogram's _sum), or
+// "4.870" with `milliseconds_only` (the drain's answer and gauges).
+std::string seconds_text(std::uint64_t us, bool milliseconds_only = false);
 // A Prometheus label value and a JSON string's contents, escaped.
 std::string escape_label(std::string_view value);
 std::string escape_json(std::string_view value);

@@ -1,19 +1,16 @@
 #include "core/drain.h"
 
 #include <algorithm>
-#include <cstdio>
 
+#include "core/counters.h"
 #include "core/policy.h"
 
 namespace keepalive {
 namespace {
 
-// Seconds with millisecond precision, as text: "4.870".
+// Seconds with millisecond precision, as text: "4.870"; 0 for anything negative.
 std::string seconds(std::int64_t us) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%lld.%03lld", static_cast<long long>(us / 1000000),
-                  static_cast<long long>(us % 1000000 / 1000));
-    return text;
+    return seconds_text(static_cast<std::uint64_t>(std::max<std::int64_t>(0, us)), true);
 }
 
 }  // namespace
@@ -67,7 +64,7 @@ std::string render_drain_status(const DrainSchedule& schedule, std::int64_t now_
     out += "started: " + seconds(schedule.active() ? schedule.started_us : 0) + "\n";
     out += "complete_in: " + seconds(schedule.remaining_us(now_us)) + "\n";
     out += "spread: " + seconds(schedule.window_us()) + "\n";
-    out += "longest_idle_timeout: " + seconds(std::max<std::int64_t>(0, schedule.longest_idle_us)) + "\n";
+    out += "longest_idle_timeout: " + seconds(schedule.longest_idle_us) + "\n";
     return out;
 }
 
@@ -85,7 +82,7 @@ std::string render_drain_prometheus(const DrainSchedule& schedule, std::int64_t 
     out += "# HELP keepalive_longest_idle_timeout_seconds The longest idle wait promised since this generation "
            "started (before any drain): how long a drain takes.\n"
            "# TYPE keepalive_longest_idle_timeout_seconds gauge\n"
-           "keepalive_longest_idle_timeout_seconds " + seconds(std::max<std::int64_t>(0, schedule.longest_idle_us)) +
+           "keepalive_longest_idle_timeout_seconds " + seconds(schedule.longest_idle_us) +
            "\n";
     return out;
 }
@@ -93,7 +90,7 @@ std::string render_drain_prometheus(const DrainSchedule& schedule, std::int64_t 
 std::string render_drain_json_member(const DrainSchedule& schedule, std::int64_t now_us) {
     return "\"drain\":{\"state\":\"" + std::string(drain_state_name(schedule.state_at(now_us))) +
            "\",\"remaining_seconds\":" + seconds(schedule.remaining_us(now_us)) +
-           ",\"longest_idle_timeout_seconds\":" + seconds(std::max<std::int64_t>(0, schedule.longest_idle_us)) + "}";
+           ",\"longest_idle_timeout_seconds\":" + seconds(schedule.longest_idle_us) + "}";
 }
 
 }  // namespace keepalive
