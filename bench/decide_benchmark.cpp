@@ -44,6 +44,7 @@ void run(benchmark::State& state, const Settings& settings, std::string_view con
     for (auto _ : state) {
         ResponseFacts f = facts_for(request++, connection, major, minor);
         f.pressure_permille = occupancy;
+        f.shedding_pressure_permille = occupancy;
         benchmark::DoNotOptimize(f);
         keepalive::Decision d = keepalive::decide(limits, settings, f);
         benchmark::DoNotOptimize(d);

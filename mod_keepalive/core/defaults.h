@@ -56,6 +56,10 @@ constexpr std::int64_t kAdaptiveFloorUs = 2000000;
 // KeepAliveAdaptiveInterval 10ms: how often a child samples the scoreboard;
 // it accepts nothing shorter than 1ms.
 constexpr std::int64_t kAdaptiveSampleIntervalUs = 10000;
+// KeepAliveAdaptiveQueue On: where the accept queues can be read, clients
+// waiting in them close responses, and worker occupancy only shortens
+// idle timeouts (core/pressure.h).
+constexpr bool kAdaptiveQueue = true;
 constexpr std::int64_t kAdaptiveSampleIntervalMinUs = 1000;
 
 // An idle connection the server closed more than this before the timeout its

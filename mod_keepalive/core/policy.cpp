@@ -66,7 +66,7 @@ CloseReason close_reason(const ConnectionLimits& limits, const Settings& setting
         return CloseReason::ResponseClose;
     }
     if (f.drain_closes) return CloseReason::Drain;
-    if (settings.adaptive.enabled && f.pressure_permille >= settings.adaptive.close_at_permille) {
+    if (settings.adaptive.enabled && f.shedding_pressure_permille >= settings.adaptive.close_at_permille) {
         return CloseReason::LoadShedding;
     }
     const std::int64_t lifetime = settings.max_lifetime_us.value_or(0);

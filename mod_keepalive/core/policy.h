@@ -29,9 +29,10 @@ struct ConnectionLimits {
 };
 
 // The load-adaptive mode (KeepAliveAdaptive): as the pressure (worker
-// occupancy, and under event the responding process's own: core/pressure.h)
-// rises past shrink_at the idle timeout shrinks linearly toward floor,
-// reached at close_at; from close_at on, responses close their connection.
+// occupancy, waiting clients, and under event the responding process's
+// own: core/pressure.h) rises past shrink_at the idle timeout shrinks
+// linearly toward floor, reached at close_at; from close_at on of the
+// shedding pressure, responses close their connection.
 struct AdaptiveSettings {
     bool enabled = defaults::kAdaptive;
     int shrink_at_permille = defaults::kAdaptiveShrinkAtPermille;
@@ -84,7 +85,10 @@ struct ResponseFacts {
     std::uint64_t connection_key = 0;
     bool forward_proxy = false;      // served as a forward proxy (ProxyRequests On)
     bool disabled_by_condition = false;  // a KeepAliveDisableIf expression was true
-    int pressure_permille = -1;      // the adaptive mode's pressure (core/pressure.h); -1 unknown
+    // The adaptive mode's pressures (core/pressure.h), -1 unknown: the one
+    // that shrinks idle timeouts and the one that closes at close_at.
+    int pressure_permille = -1;
+    int shedding_pressure_permille = -1;
     bool server_stopping = false;    // graceful stop or restart under way
     // A drain under way (core/drain.h): this connection's moment in it has
     // come, or else the longest idle wait it leaves room for (-1: no drain).

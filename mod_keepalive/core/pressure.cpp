@@ -54,6 +54,7 @@ const char* pressure_input_name(PressureInput input) {
         case PressureInput::WorkerOccupancy: return "worker_occupancy";
         case PressureInput::ProcessWorkers: return "process_workers";
         case PressureInput::ProcessConnections: return "process_connections";
+        case PressureInput::AcceptQueue: return "accept_queue";
     }
     return "unknown";
 }
@@ -70,7 +71,16 @@ Pressure assess_pressure(const PressureInputs& in) {
             std::max(now, clamp_permille(in.process_recently_full_permille));
         p.input[static_cast<std::size_t>(PressureInput::ProcessConnections)] = connections_share(in, busy);
     }
+    if (in.accept_queue_waiting >= 0) {
+        p.accept_queue_waiting = in.accept_queue_waiting;
+        p.input[static_cast<std::size_t>(PressureInput::AcceptQueue)] =
+            in.accept_queue_waiting > 0 ? kFull : clamp_permille(in.accept_queue_recently_permille);
+    }
     for (PressureInput which : kCombinedInputs) p.combined = std::max(p.combined, p.of(which));
+    // Occupancy sheds only when nothing says whether anyone waits.
+    const bool queue_known = p.of(PressureInput::AcceptQueue) >= 0;
+    p.shedding = std::max(p.of(queue_known ? PressureInput::AcceptQueue : PressureInput::WorkerOccupancy),
+                          p.of(PressureInput::ProcessWorkers));
     return p;
 }
 
@@ -104,11 +114,11 @@ std::int64_t adapted_idle_timeout(std::int64_t requested, const AdaptiveSettings
     return requested - (requested - a.floor_us) * over / span;
 }
 
-double timeout_scale(std::int64_t requested_us, const AdaptiveSettings& a, int pressure_permille) {
-    if (!a.enabled || pressure_permille < 0) return 1.0;
-    if (pressure_permille >= a.close_at_permille) return 0.0;
+double timeout_scale(std::int64_t requested_us, const AdaptiveSettings& a, const Pressure& p) {
+    if (!a.enabled || p.combined < 0) return 1.0;
+    if (p.shedding >= a.close_at_permille) return 0.0;
     if (requested_us <= 0) return 1.0;
-    return static_cast<double>(adapted_idle_timeout(requested_us, a, pressure_permille)) /
+    return static_cast<double>(adapted_idle_timeout(requested_us, a, p.combined)) /
            static_cast<double>(requested_us);
 }
 
@@ -140,6 +150,16 @@ std::string render_pressure_prometheus(const PressureGauges& g) {
                      "Load-adaptive pressure, the largest of its inputs, 0 to 1.");
         out += "keepalive_pressure_combined_ratio " + permille_text(g.pressure.combined) + "\n";
     }
+    if (g.pressure.shedding >= 0) {
+        gauge_family(out, "keepalive_pressure_shedding_ratio",
+                     "Load-adaptive pressure of the inputs that close responses, 0 to 1.");
+        out += "keepalive_pressure_shedding_ratio " + permille_text(g.pressure.shedding) + "\n";
+    }
+    if (g.pressure.accept_queue_waiting >= 0) {
+        gauge_family(out, "keepalive_accept_queue_clients",
+                     "Clients waiting in the listening sockets' accept queues for a worker.");
+        out += "keepalive_accept_queue_clients " + std::to_string(g.pressure.accept_queue_waiting) + "\n";
+    }
     gauge_family(out, "keepalive_adaptive_timeout_scale_ratio",
                  "Share of the idle timeout the load-adaptive mode advertises now (1: unchanged, 0: closing).");
     out += "keepalive_adaptive_timeout_scale_ratio " + ratio_text(g.timeout_scale) + "\n";
@@ -158,7 +178,10 @@ std::string render_pressure_json_members(const PressureGauges& g) {
         out += pressure_input_name(static_cast<PressureInput>(i));
         out += "\":" + permille_text(g.pressure.input[i]) + ",";
     }
-    out += "\"combined\":" + (g.pressure.combined >= 0 ? permille_text(g.pressure.combined) : std::string("null"));
+    const auto known_or_null = [](int permille) { return permille >= 0 ? permille_text(permille) : std::string("null"); };
+    out += "\"combined\":" + known_or_null(g.pressure.combined) + ",\"shedding\":" + known_or_null(g.pressure.shedding);
+    out += ",\"accept_queue_clients\":" +
+           (g.pressure.accept_queue_waiting >= 0 ? std::to_string(g.pressure.accept_queue_waiting) : std::string("null"));
     out += "},\"timeout_scale\":{\"total\":" + ratio_text(g.timeout_scale) + ",\"vhosts\":{";
     for (std::size_t i = 0; i < g.vhost_scales.size(); ++i) {
         if (i) out += ',';

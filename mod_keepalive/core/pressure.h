@@ -1,7 +1,7 @@
 // The load-adaptive mode's pressure model: several inputs, each a share
 // from 0 to 1000 permille of what the server can take, combined by one pure
-// function into the pressure the policy shrinks idle timeouts by
-// (ResponseFacts::pressure_permille, adapted_idle_timeout()).
+// function into the pressures the policy shrinks idle timeouts by and
+// closes by (ResponseFacts::pressure_permille, shedding_pressure_permille).
 //
 // Every MPM: worker occupancy, the share of MaxRequestWorkers busy (event
 // processes that stopped accepting count as full). Event adds two inputs of
@@ -30,9 +30,28 @@
 //    sooner, which closes the connections still kept early (measured:
 //    bench/RESULTS.md, "Early closes under event").
 //
-// The combined pressure is the largest known input of kCombinedInputs;
-// unknown inputs (-1) do not count. Issue 18 adds the listeners' accept
-// queue as one more input, with its own place in kCombinedInputs or not.
+//
+// Every MPM, on Linux: the accept queue, whether clients wait in the
+// listeners' accept queues for a worker to take them (TCP_INFO on the
+// listening sockets: the queue's length, as `ss -lnt` shows it). This is
+// what occupancy only guesses at: a held idle connection costs nothing
+// while nobody waits, and a worker to someone who does. The input is full
+// while a client waits, and stays so for a while after one was seen (the
+// same PressureMemory as a full event process): the responding process
+// then closes what it serves, which frees one process's workers per
+// sighting, no more than the queue asks for.
+//
+// Two figures come out:
+//  - combined: the largest known input of kCombinedInputs. It shrinks idle
+//    timeouts (adapted_idle_timeout()), toward the floor at close_at.
+//  - shedding: the largest known input of those that close responses
+//    (load-shedding at close_at). When the accept queue is known it says
+//    whether anyone waits, so worker occupancy is left out of shedding: it
+//    becomes a guard that shortens the promises (a burst waits at most the
+//    floor for a worker) instead of the rule that closes, and keeping no
+//    longer depends on how the thresholds fit the pool's size. When the
+//    queue is unknown (not Linux, or unreadable), occupancy sheds, as before.
+//    Event's process workers always shed: they foretell its early closes.
 //
 // Part of the policy core: no httpd or APR headers.
 #ifndef MOD_KEEPALIVE_CORE_PRESSURE_H
@@ -61,22 +80,28 @@ struct PressureInputs {
     int process_connections = 0;         // open client connections, not in lingering close
     bool process_not_accepting = false;  // its listeners are disabled (connections above event's limit)
     int async_worker_factor = 2;         // AsyncRequestWorkerFactor, as event applies it
+    // Every MPM on Linux: clients waiting in the listeners' accept queues
+    // (-1: unknown), and the memory of a client having waited (PressureMemory).
+    int accept_queue_waiting = -1;
+    int accept_queue_recently_permille = -1;
 };
 
-enum class PressureInput { WorkerOccupancy, ProcessWorkers, ProcessConnections };
-constexpr std::size_t kPressureInputCount = static_cast<std::size_t>(PressureInput::ProcessConnections) + 1;
+enum class PressureInput { WorkerOccupancy, ProcessWorkers, ProcessConnections, AcceptQueue };
+constexpr std::size_t kPressureInputCount = static_cast<std::size_t>(PressureInput::AcceptQueue) + 1;
 
 // The inputs the combined pressure is the largest of.
-constexpr std::array<PressureInput, 2> kCombinedInputs = {PressureInput::WorkerOccupancy,
-                                                          PressureInput::ProcessWorkers};
+constexpr std::array<PressureInput, 3> kCombinedInputs = {
+    PressureInput::WorkerOccupancy, PressureInput::ProcessWorkers, PressureInput::AcceptQueue};
 
-// "worker_occupancy", "process_workers", "process_connections": the
-// gauges' label values.
+// "worker_occupancy", "process_workers", "process_connections",
+// "accept_queue": the gauges' label values.
 const char* pressure_input_name(PressureInput input);
 
 struct Pressure {
-    std::array<int, kPressureInputCount> input{-1, -1, -1};  // permille, -1 unknown
+    std::array<int, kPressureInputCount> input{-1, -1, -1, -1};  // permille, -1 unknown
     int combined = -1;  // the largest known input of kCombinedInputs; -1 when none is known
+    int shedding = -1;  // the largest known input of those that close (see above); -1 when none is known
+    int accept_queue_waiting = -1;  // clients waiting in the accept queues; -1 unknown
 
     int of(PressureInput which) const { return input[static_cast<std::size_t>(which)]; }
 };
@@ -106,7 +131,7 @@ std::int64_t adapted_idle_timeout(std::int64_t requested, const AdaptiveSettings
 // The share of `requested` the adaptive mode advertises at this pressure:
 // 1 when it changes nothing (also when disabled or the pressure unknown),
 // 0 when responses close (load-shedding).
-double timeout_scale(std::int64_t requested_us, const AdaptiveSettings& a, int pressure_permille);
+double timeout_scale(std::int64_t requested_us, const AdaptiveSettings& a, const Pressure& p);
 
 // AsyncRequestWorkerFactor as event applies it: event stores the factor in
 // sixteenths, at least 16, and divides back with integer division (1.5 and
@@ -122,11 +147,13 @@ struct PressureGauges {
 };
 
 // Prometheus text: keepalive_pressure_ratio{input=...} (known inputs only),
-// keepalive_pressure_combined_ratio (when known) and
+// keepalive_pressure_combined_ratio and keepalive_pressure_shedding_ratio
+// (when known), keepalive_accept_queue_clients (when known) and
 // keepalive_adaptive_timeout_scale_ratio (per vhost and without label).
 std::string render_pressure_prometheus(const PressureGauges& g);
 // The same as JSON members, for the top-level object:
-// "pressure":{"worker_occupancy":0.25,...,"combined":0.25},
+// "pressure":{"worker_occupancy":0.25,...,"combined":0.25,"shedding":0.25,
+// "accept_queue_clients":0},
 // "timeout_scale":{"total":1,"vhosts":{"host:port":1}}.
 std::string render_pressure_json_members(const PressureGauges& g);
 

@@ -176,6 +176,11 @@ const char* set_sample_interval(cmd_parms* cmd, void*, const char* arg) {
     return nullptr;
 }
 
+const char* set_adaptive_queue(cmd_parms* cmd, void*, const char* arg) {
+    if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
+    return parse_on_off(cmd, arg, &server_config(cmd)->adaptive_queue);
+}
+
 const char* set_drain_spread(cmd_parms* cmd, void*, const char* arg) {
     if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
     if (ap_cstr_casecmp(arg, "auto") == 0) {
@@ -239,6 +244,8 @@ const command_rec directives[] = {
                   "The shortest idle timeout the adaptive mode shrinks to, e.g. 1 or 500ms"),
     AP_INIT_TAKE1("KeepAliveAdaptiveInterval", as_cmd_function(set_sample_interval), nullptr, RSRC_CONF,
                   "How often worker occupancy is sampled from the scoreboard (default 10ms)"),
+    AP_INIT_TAKE1("KeepAliveAdaptiveQueue", as_cmd_function(set_adaptive_queue), nullptr, RSRC_CONF,
+                  "On (default): close when clients wait in the accept queue; Off: close on worker occupancy"),
     AP_INIT_TAKE1("KeepAliveDrainSpread", as_cmd_function(set_drain_spread), nullptr, RSRC_CONF,
                   "The window a drain spreads its closes over: auto (the longest idle timeout) or a duration"),
     AP_INIT_TAKE1("KeepAliveDisableIf", as_cmd_function(set_disable_if), nullptr, RSRC_CONF | ACCESS_CONF,
@@ -275,6 +282,7 @@ void* merge_server_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
     merged->close_at_permille = inherit(child->close_at_permille, parent->close_at_permille, -1);
     merged->adaptive_floor = inherit(child->adaptive_floor, parent->adaptive_floor, kUnset);
     merged->sample_interval = inherit(child->sample_interval, parent->sample_interval, kUnset);
+    merged->adaptive_queue = inherit(child->adaptive_queue, parent->adaptive_queue, -1);
     merged->drain_spread = inherit(child->drain_spread, parent->drain_spread, kUnset);
     return merged;
 }
@@ -362,6 +370,12 @@ apr_interval_time_t occupancy_sample_interval() {
         static_cast<const ServerConfig*>(ap_get_module_config(ap_server_conf->module_config, &keepalive_module));
     return main_conf->sample_interval != kUnset ? main_conf->sample_interval
                                                 : keepalive::defaults::kAdaptiveSampleIntervalUs;
+}
+
+bool accept_queue_wanted() {
+    const auto* main_conf =
+        static_cast<const ServerConfig*>(ap_get_module_config(ap_server_conf->module_config, &keepalive_module));
+    return main_conf->adaptive_queue >= 0 ? main_conf->adaptive_queue == 1 : keepalive::defaults::kAdaptiveQueue;
 }
 
 apr_interval_time_t drain_spread() {

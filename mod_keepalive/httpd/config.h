@@ -41,6 +41,7 @@ struct ServerConfig {
     int close_at_permille = -1;
     apr_interval_time_t adaptive_floor = kUnset;   // KeepAliveAdaptiveFloor
     apr_interval_time_t sample_interval = kUnset;  // KeepAliveAdaptiveInterval (main server only)
+    int adaptive_queue = -1;  // KeepAliveAdaptiveQueue (main server only): -1 unset, 0 Off, 1 On
     apr_interval_time_t drain_spread = kUnset;     // KeepAliveDrainSpread (main server only); kUnset: auto
     int metrics_slot = 0;  // this server's counters (shared_counters.cpp), set at post_config
 };
@@ -71,6 +72,10 @@ bool policy_is_cores(const request_rec* r);
 
 // How often a child walks the scoreboard for the load-adaptive mode.
 apr_interval_time_t occupancy_sample_interval();
+
+// KeepAliveAdaptiveQueue: whether the load-adaptive mode reads the accept
+// queues (and lets worker occupancy only shorten idle timeouts).
+bool accept_queue_wanted();
 
 // KeepAliveDrainSpread: the window a drain spreads its closes over, or -1
 // (auto) for the longest idle timeout promised.

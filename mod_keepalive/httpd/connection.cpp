@@ -130,9 +130,21 @@ void judge_idle_end(ConnectionState* cs) {
 
 // pre_close_connection: the connection is about to be shut down (every MPM,
 // before its lingering close).
+//
+// Under prefork and worker, an idle wait that timed out skips the
+// lingering close: it would hold the worker up to 2 s more (SECONDS_TO_LINGER)
+// for a FIN that an idle client seldom sends at once, while new clients may
+// wait in the accept queue for that worker, and a promise of an idle
+// timeout would hold workers longer than it says. Lingering protects a
+// response the client may not have read yet from a reset; here the last
+// response went out at least the idle timeout ago and the read found
+// nothing, so a plain close sends a FIN as well (nginx closes idle
+// keep-alive connections the same way). Setting c->aborted is how core's
+// ap_start_lingering_close() is told to close at once.
 int note_close(conn_rec* c) {
     ConnectionState* cs = connection_state(c);
     if (!cs) return DECLINED;
+    if (mpm_waits_in_worker && cs->idle_end == IdleEnd::TimedOut) c->aborted = 1;
     judge_idle_end(cs);
     if (!cs->lingering) {
         cs->lingering = true;

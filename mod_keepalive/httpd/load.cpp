@@ -6,6 +6,9 @@
 // when a connection or request arrives and none of that process's threads
 // is idle, and stops accepting when connections_above_limit().
 //
+// Every MPM on Linux, also: the listeners' accept queues (accept_queue.cpp),
+// read at the same interval, unless KeepAliveAdaptiveQueue Off.
+//
 // The process's connections are counted by the module (pre_connection to
 // the pool cleanup, less those in lingering close): the scoreboard's
 // process_score.connections is refreshed only when the listener maintains
@@ -21,8 +24,11 @@
 
 #include "http_config.h"
 #include "ap_mpm.h"
+#include "http_core.h"
 #include "scoreboard.h"
 
+#include "httpd/accept_queue.h"
+#include "httpd/config.h"
 #include "httpd/response_facts.h"
 
 namespace keepalive::httpd {
@@ -37,15 +43,24 @@ std::atomic<int> own_slot{-1};  // this process's scoreboard slot, once found
 // Set at post_config (inherited by the children). Event only.
 int async_worker_factor = 2;           // AsyncRequestWorkerFactor as event applies it
 apr_interval_time_t memory_span = 0;  // the longest KeepAliveTimeout: how long a full process is remembered
+bool read_queues = false;             // KeepAliveAdaptiveQueue On and the queues were readable at start-up
 
 std::atomic<int> open_connections{0};
 std::atomic<int> lingering_connections{0};
 
 std::atomic<apr_time_t> next_sample_at{0};
-std::atomic<int> last_pressure{-1};
-// When the process last had no idle thread, updated by one thread at a time.
+// The last sample's combined and shedding pressures, packed so that a
+// reader sees both of one sample: (combined + 1) | (shedding + 1) << 16.
+std::atomic<std::uint32_t> last_pressure{0};
+// When the process last had no idle thread, and when it last saw a client
+// waiting in an accept queue; updated by one thread at a time.
 std::atomic_flag sampling = ATOMIC_FLAG_INIT;
 keepalive::PressureMemory process_full;
+keepalive::PressureMemory client_waited;
+
+std::uint32_t pack(const keepalive::Pressure& p) {
+    return static_cast<std::uint32_t>(p.combined + 1) | static_cast<std::uint32_t>(p.shedding + 1) << 16;
+}
 
 // A worker that holds a client: serving, or (prefork, worker) waiting on an
 // idle keep-alive connection, which is exactly what starves new clients.
@@ -117,14 +132,24 @@ keepalive::PressureInputs walk_scoreboard() {
     return in;
 }
 
-// A sample, with the memory of the process having had no idle thread when
-// no other thread is sampling (that thread owns the memory meanwhile; a
-// sample without it counts the busy share now only).
+// A sample, with the memories of the process having had no idle thread
+// and of a client having waited when no other thread is sampling (that
+// thread owns them meanwhile; a sample without them counts what is now).
+// Both are held for the longest idle timeout: the connections kept now
+// are promised no longer than that, and while they are held a client that
+// had to wait will likely have to again.
 keepalive::Pressure sample(apr_time_t now) {
     keepalive::PressureInputs in = walk_scoreboard();
-    if (in.process_threads > 0 && !sampling.test_and_set(std::memory_order_acquire)) {
-        const int full = in.process_busy_threads >= in.process_threads ? 1000 : 0;
-        in.process_recently_full_permille = process_full.observe(full, now, memory_span, memory_span);
+    if (read_queues) in.accept_queue_waiting = read_accept_queues().waiting;
+    if ((in.process_threads > 0 || in.accept_queue_waiting >= 0) && !sampling.test_and_set(std::memory_order_acquire)) {
+        if (in.process_threads > 0) {
+            const int full = in.process_busy_threads >= in.process_threads ? 1000 : 0;
+            in.process_recently_full_permille = process_full.observe(full, now, memory_span, memory_span);
+        }
+        if (in.accept_queue_waiting >= 0) {
+            const int waited = in.accept_queue_waiting > 0 ? 1000 : 0;
+            in.accept_queue_recently_permille = client_waited.observe(waited, now, memory_span, memory_span);
+        }
         sampling.clear(std::memory_order_release);
     }
     return keepalive::assess_pressure(in);
@@ -145,14 +170,26 @@ const char* find_worker_factor(const ap_directive_t* node, const char* found) {
     return found;
 }
 
-// post_config: what event's limit and the memory of a full process need.
-int load_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* s) {
+// post_config: what event's limit and the memories need, and whether the
+// accept queues can be read (the listeners are open by now: the MPM's
+// open_logs hook sets them up).
+int load_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_server) {
     async_worker_factor = 2;
     if (const char* arg = find_worker_factor(ap_conftree, nullptr)) {
         async_worker_factor = keepalive::event_worker_factor(arg).value_or(2);
     }
     memory_span = 0;
-    for (; s; s = s->next) memory_span = std::max(memory_span, s->keep_alive_timeout);
+    bool adaptive_used = false;
+    for (server_rec* s = main_server; s; s = s->next) {
+        memory_span = std::max(memory_span, s->keep_alive_timeout);
+        adaptive_used = adaptive_used || adaptive_settings_of(s).enabled;
+    }
+    read_queues = adaptive_used && accept_queue_wanted() && read_accept_queues().waiting >= 0;
+    // The parent's own check runs twice at start-up (configuration read
+    // twice); saying it once is enough.
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        log_accept_queue_support(main_server, adaptive_used, accept_queue_wanted());
+    }
     return OK;
 }
 
@@ -173,12 +210,13 @@ void register_load_hooks() {
     ap_hook_child_init(load_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
 }
 
-int adaptive_pressure(apr_time_t now, apr_interval_time_t interval) {
+AdaptivePressure adaptive_pressure(apr_time_t now, apr_interval_time_t interval) {
     apr_time_t due = next_sample_at.load(std::memory_order_relaxed);
     if (now >= due && next_sample_at.compare_exchange_strong(due, now + interval, std::memory_order_relaxed)) {
-        last_pressure.store(sample(now).combined, std::memory_order_relaxed);
+        last_pressure.store(pack(sample(now)), std::memory_order_relaxed);
     }
-    return last_pressure.load(std::memory_order_relaxed);
+    const std::uint32_t packed = last_pressure.load(std::memory_order_relaxed);
+    return {static_cast<int>(packed & 0xffff) - 1, static_cast<int>(packed >> 16) - 1};
 }
 
 keepalive::Pressure fresh_pressure(apr_time_t now) { return sample(now); }

@@ -10,15 +10,21 @@
 
 namespace keepalive::httpd {
 
-// post_config: event's AsyncRequestWorkerFactor and the longest idle
-// timeout (how long a process seen with no idle thread is remembered);
+// post_config: event's AsyncRequestWorkerFactor, the longest idle timeout
+// (how long a process seen with no idle thread, or a client seen waiting,
+// is remembered) and whether the accept queues can be read;
 // child_init: each child reads the MPM's worker limits.
 void register_load_hooks();
 
-// The combined pressure in permille, or -1 when unknown. Samples at most
-// once per `interval` per child process; between samples, and in the other
-// threads while one samples, it returns the last sample.
-int adaptive_pressure(apr_time_t now, apr_interval_time_t interval);
+// The combined and shedding pressures in permille, each -1 when unknown
+// (core/pressure.h). Samples at most once per `interval` per child process;
+// between samples, and in the other threads while one samples, it returns
+// the last sample.
+struct AdaptivePressure {
+    int combined = -1;
+    int shedding = -1;
+};
+AdaptivePressure adaptive_pressure(apr_time_t now, apr_interval_time_t interval);
 
 // The pressure now, every input, sampled afresh for the keepalive-status
 // endpoint (the process inputs are those of the process that serves it).

@@ -43,7 +43,7 @@ keepalive::PressureGauges pressure_gauges() {
     keepalive::PressureGauges g;
     g.pressure = fresh_pressure(apr_time_now());
     const auto scale_of = [&g](const server_rec* s) {
-        return keepalive::timeout_scale(s->keep_alive_timeout, adaptive_settings_of(s), g.pressure.combined);
+        return keepalive::timeout_scale(s->keep_alive_timeout, adaptive_settings_of(s), g.pressure);
     };
     g.timeout_scale = scale_of(ap_server_conf);
     for (const server_rec* s = ap_server_conf; s; s = s->next) {

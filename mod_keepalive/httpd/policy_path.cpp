@@ -123,7 +123,9 @@ void prepare(ResponseState* st, request_rec* r, bool block_whole) {
     st->settings = settings_for(r, &disabled_by_condition);
     st->facts = gather_facts(r, response_connection, disabled_by_condition);
     if (st->settings.adaptive.enabled) {
-        st->facts.pressure_permille = adaptive_pressure(apr_time_now(), occupancy_sample_interval());
+        const AdaptivePressure pressure = adaptive_pressure(apr_time_now(), occupancy_sample_interval());
+        st->facts.pressure_permille = pressure.combined;
+        st->facts.shedding_pressure_permille = pressure.shedding;
     }
     if (drain_active()) apply_drain(&st->facts);
     decide_then_ask_if_stopping(st);

@@ -87,6 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     f.forward_proxy = in.ConsumeBool();
     f.disabled_by_condition = in.ConsumeBool();
     f.pressure_permille = in.ConsumeIntegralInRange<int>(-1, 1000);
+    f.shedding_pressure_permille = in.ConsumeIntegralInRange<int>(-1, 1000);
     f.server_stopping = in.ConsumeBool();
     f.drain_closes = in.ConsumeBool();
     f.drain_cap_us = in.ConsumeIntegralInRange<std::int64_t>(-1, std::int64_t{1} << 45);

@@ -1,4 +1,7 @@
-"""Load-adaptive keep-alive (KeepAliveAdaptive) on a pool of four workers.
+"""Load-adaptive keep-alive (KeepAliveAdaptive) on a pool of four workers,
+deciding from worker occupancy alone (KeepAliveAdaptiveQueue Off, also what
+the mode does where the accept queue cannot be read; test_adaptive_queue.py
+covers the accept queue).
 
 With KeepAliveAdaptiveThresholds 30% 75%, KeepAliveTimeout 5 and
 KeepAliveAdaptiveFloor 1, the occupancy a response sees (its own worker
@@ -42,6 +45,7 @@ SLOW_MS = 2000
 
 CONFIG = """\
 KeepAliveAdaptive On
+KeepAliveAdaptiveQueue Off
 KeepAliveAdaptiveThresholds 30% 75%
 KeepAliveAdaptiveFloor 1
 KeepAliveAdaptiveInterval 10ms
@@ -316,3 +320,8 @@ def test_never_closes_an_idle_connection_before_its_advertised_timeout(
     finally:
         close_all(c for c, _, _ in held)
         finish_slow(slow)
+
+
+def test_start_up_says_it_decides_from_occupancy(server):
+    assert ("mod_keepalive: KeepAliveAdaptiveQueue Off: the adaptive mode "
+            "closes on worker occupancy") in server.error_log()

@@ -60,6 +60,8 @@ INVALID = [
      "KeepAliveMaxLifetimeJitter", ["some"]),
     ("drain-spread-not-a-duration", "KeepAliveDrainSpread later",
      "KeepAliveDrainSpread", ["later"]),
+    ("adaptive-queue-not-on-off", "KeepAliveAdaptiveQueue sometimes",
+     "KeepAliveAdaptiveQueue", ["sometimes"]),
     ("advertised-above-idle-in-same-location",
      "<Location /x>\n    KeepAliveIdleTimeout 5\n"
      "    KeepAliveAdvertisedTimeout 10\n</Location>",
@@ -131,6 +133,14 @@ def test_http10_directive_not_allowed_in_directory(module_path):
     assert "KeepAliveHTTP10" in scrubbed and "not allowed" in scrubbed, what
 
 
+def test_adaptive_queue_is_for_the_main_server_only(module_path):
+    rc, output, scrubbed, text = run_configtest(
+        module_path, VHOST % "    KeepAliveAdaptiveQueue Off")
+    what = describe_configtest(rc, output, text)
+    assert rc != 0, "KeepAliveAdaptiveQueue was accepted in <VirtualHost>\n" + what
+    assert "KeepAliveAdaptiveQueue" in scrubbed and "VirtualHost" in scrubbed, what
+
+
 ALL_VALID = """\
 KeepAliveHeader Always
 KeepAliveIdleTimeout 20
@@ -139,6 +149,7 @@ KeepAliveMaxRequests 0
 KeepAliveMaxLifetime 1h
 KeepAliveMaxLifetimeJitter 10%
 KeepAliveDrainSpread auto
+KeepAliveAdaptiveQueue Off
 KeepAliveHTTP10 On
 KeepAliveDisableIf "%{HTTP_USER_AGENT} =~ /BadBot/"
 <VirtualHost 127.0.0.1:@PORT@>

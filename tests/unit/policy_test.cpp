@@ -601,6 +601,7 @@ Settings adaptive(int shrink_at = 500, int close_at = 900, std::int64_t floor_us
 ResponseFacts at_occupancy(int permille) {
     ResponseFacts f = http11();
     f.pressure_permille = permille;
+    f.shedding_pressure_permille = permille;  // the accept queue unknown: occupancy sheds
     return f;
 }
 

@@ -129,14 +129,79 @@ TEST(AdaptedTimeout, ShrinksLinearlyBetweenTheThresholds) {
 
 TEST(TimeoutScale, OneUnchangedZeroClosing) {
     const AdaptiveSettings a = adaptive_on();
-    EXPECT_DOUBLE_EQ(timeout_scale(5000000, a, -1), 1.0);
-    EXPECT_DOUBLE_EQ(timeout_scale(5000000, a, 400), 1.0);
-    EXPECT_DOUBLE_EQ(timeout_scale(5000000, a, 625), 0.7);
-    EXPECT_DOUBLE_EQ(timeout_scale(5000000, a, 750), 0.0);
-    EXPECT_DOUBLE_EQ(timeout_scale(0, a, 600), 1.0);
+    const auto at = [](int occupancy) {
+        PressureInputs in;
+        in.worker_occupancy_permille = occupancy;
+        return assess_pressure(in);
+    };
+    EXPECT_DOUBLE_EQ(timeout_scale(5000000, a, Pressure{}), 1.0);
+    EXPECT_DOUBLE_EQ(timeout_scale(5000000, a, at(400)), 1.0);
+    EXPECT_DOUBLE_EQ(timeout_scale(5000000, a, at(625)), 0.7);
+    EXPECT_DOUBLE_EQ(timeout_scale(5000000, a, at(750)), 0.0);
+    EXPECT_DOUBLE_EQ(timeout_scale(0, a, at(600)), 1.0);
     AdaptiveSettings off = a;
     off.enabled = false;
-    EXPECT_DOUBLE_EQ(timeout_scale(5000000, off, 1000), 1.0);
+    EXPECT_DOUBLE_EQ(timeout_scale(5000000, off, at(1000)), 1.0);
+}
+
+TEST(TimeoutScale, FullOccupancyWithNobodyWaitingIsTheFloor) {
+    PressureInputs in;
+    in.worker_occupancy_permille = 1000;
+    in.accept_queue_waiting = 0;
+    EXPECT_DOUBLE_EQ(timeout_scale(5000000, adaptive_on(), assess_pressure(in)), 0.4);  // 2 s of 5
+    in.accept_queue_waiting = 1;
+    EXPECT_DOUBLE_EQ(timeout_scale(5000000, adaptive_on(), assess_pressure(in)), 0.0);
+}
+
+TEST(AcceptQueue, UnknownLeavesOccupancyToShed) {
+    PressureInputs in;
+    in.worker_occupancy_permille = 800;
+    const Pressure p = assess_pressure(in);
+    EXPECT_EQ(p.of(PressureInput::AcceptQueue), -1);
+    EXPECT_EQ(p.accept_queue_waiting, -1);
+    EXPECT_EQ(p.combined, 800);
+    EXPECT_EQ(p.shedding, 800);
+}
+
+TEST(AcceptQueue, AnEmptyQueueHoldsAboveTheOccupancyThresholds) {
+    // Every worker busy or holding an idle connection, nobody waiting:
+    // timeouts shrink to the floor, but nothing is closed.
+    PressureInputs in;
+    in.worker_occupancy_permille = 1000;
+    in.accept_queue_waiting = 0;
+    in.accept_queue_recently_permille = 0;
+    const Pressure p = assess_pressure(in);
+    EXPECT_EQ(p.of(PressureInput::AcceptQueue), 0);
+    EXPECT_EQ(p.combined, 1000);
+    EXPECT_EQ(p.shedding, 0);
+}
+
+TEST(AcceptQueue, AWaitingClientSheds) {
+    PressureInputs in;
+    in.worker_occupancy_permille = 100;  // whatever occupancy says
+    in.accept_queue_waiting = 1;
+    const Pressure p = assess_pressure(in);
+    EXPECT_EQ(p.of(PressureInput::AcceptQueue), 1000);
+    EXPECT_EQ(p.accept_queue_waiting, 1);
+    EXPECT_EQ(p.combined, 1000);
+    EXPECT_EQ(p.shedding, 1000);
+}
+
+TEST(AcceptQueue, AClientThatWaitedIsRemembered) {
+    PressureInputs in;
+    in.worker_occupancy_permille = 300;
+    in.accept_queue_waiting = 0;
+    in.accept_queue_recently_permille = 900;
+    EXPECT_EQ(assess_pressure(in).shedding, 900);
+    in.accept_queue_recently_permille = 200;
+    EXPECT_EQ(assess_pressure(in).shedding, 200);
+    EXPECT_EQ(assess_pressure(in).combined, 300);
+}
+
+TEST(AcceptQueue, EventProcessWorkersStillShed) {
+    PressureInputs in = event_process(4, 4, 4);
+    in.accept_queue_waiting = 0;
+    EXPECT_EQ(assess_pressure(in).shedding, 1000);
 }
 
 TEST(EventWorkerFactor, AsEventAppliesIt) {
@@ -166,6 +231,8 @@ TEST(PressureGauges, PrometheusHasKnownInputsCombinedAndScales) {
     EXPECT_NE(text.find("keepalive_pressure_ratio{input=\"process_workers\"} 0.25\n"), std::string::npos) << text;
     EXPECT_NE(text.find("keepalive_pressure_ratio{input=\"process_connections\"} 0.5\n"), std::string::npos);
     EXPECT_NE(text.find("keepalive_pressure_combined_ratio 0.25\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("keepalive_pressure_shedding_ratio 0.25\n"), std::string::npos) << text;
+    EXPECT_EQ(text.find("keepalive_accept_queue_clients"), std::string::npos) << text;  // unknown
     EXPECT_NE(text.find("keepalive_adaptive_timeout_scale_ratio 0.7\n"), std::string::npos) << text;
     EXPECT_NE(text.find("keepalive_adaptive_timeout_scale_ratio{vhost=\"a\\\"b:80\"} 1\n"), std::string::npos)
         << text;
@@ -174,6 +241,16 @@ TEST(PressureGauges, PrometheusHasKnownInputsCombinedAndScales) {
     const std::string none = render_pressure_prometheus(g);
     EXPECT_EQ(none.find("keepalive_pressure_ratio{"), std::string::npos) << none;
     EXPECT_EQ(none.find("keepalive_pressure_combined_ratio"), std::string::npos) << none;
+    // The accept queue, known: its input and the clients waiting.
+    PressureInputs queued;
+    queued.worker_occupancy_permille = 500;
+    queued.accept_queue_waiting = 3;
+    g.pressure = assess_pressure(queued);
+    const std::string waiting = render_pressure_prometheus(g);
+    EXPECT_NE(waiting.find("keepalive_pressure_ratio{input=\"accept_queue\"} 1\n"), std::string::npos) << waiting;
+    EXPECT_NE(waiting.find("# TYPE keepalive_accept_queue_clients gauge\nkeepalive_accept_queue_clients 3\n"),
+              std::string::npos)
+        << waiting;
 }
 
 TEST(PressureGauges, JsonMembersGoIntoTheObject) {
@@ -184,7 +261,7 @@ TEST(PressureGauges, JsonMembersGoIntoTheObject) {
     const std::string json = keepalive::render_json(keepalive::CounterValues{}, {}, render_pressure_json_members(g));
     const std::string members =
         ",\"pressure\":{\"worker_occupancy\":1,\"process_workers\":1,"
-        "\"process_connections\":1,\"combined\":1},\"timeout_scale\":{\"total\":0,\"vhosts\":{\"x:80\":0,"
+        "\"process_connections\":1,\"combined\":1,\"shedding\":1,\"accept_queue_clients\":null},\"timeout_scale\":{\"total\":0,\"vhosts\":{\"x:80\":0,"
         "\"y:80\":0.5}}}\n";
     ASSERT_GE(json.size(), members.size());
     EXPECT_EQ(json.substr(json.size() - members.size()), members) << json;
