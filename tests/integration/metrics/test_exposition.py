@@ -43,6 +43,7 @@ def test_prometheus_output_follows_the_exposition_format(server, scraper):
         "keepalive_drain_state": "gauge",
         "keepalive_drain_remaining_seconds": "gauge",
         "keepalive_longest_idle_timeout_seconds": "gauge",
+        "keepalive_pressure_shedding_ratio": "gauge",
         "keepalive_pressure_ratio": "gauge",
         "keepalive_pressure_combined_ratio": "gauge",
         "keepalive_adaptive_timeout_scale_ratio": "gauge",
