@@ -145,7 +145,6 @@ void register_shared_counter_hooks() {
 
 CounterValues total_values() { return slots ? slots[0].counters.load() : CounterValues{}; }
 
-// Every virtual host's block once, in configuration order.
 std::vector<NamedValues> vhost_values() {
     std::vector<NamedValues> out;
     std::vector<int> seen;
@@ -153,7 +152,8 @@ std::vector<NamedValues> vhost_values() {
         const int slot = server_config(s)->metrics_slot;
         if (slot <= 0 || std::find(seen.begin(), seen.end(), slot) != seen.end()) continue;
         seen.push_back(slot);
-        out.push_back({slots[slot].name, slots[slot].counters.load()});
+        NamedValues v{slots[slot].name, slots[slot].counters.load()};
+        if (v.values.counted_anything()) out.push_back(std::move(v));
     }
     return out;
 }

@@ -28,8 +28,8 @@ void count_response(int slot, bool kept);
 void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t requests_served,
                           std::uint64_t lifetime_us);
 
-// The whole server's counters, and every virtual host's once, in
-// configuration order.
+// The whole server's counters, and once each those of every virtual host
+// that has counted anything: a host that served nothing has no series.
 CounterValues total_values();
 std::vector<NamedValues> vhost_values();
 
