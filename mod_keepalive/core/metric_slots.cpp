@@ -70,7 +70,8 @@ SlotAssignment assign_slots(MetricSlot* table, std::uint32_t table_size, std::ui
         }
     }
 
-    // New names, in configuration order, take the lowest free blocks.
+    // New names, in the order given (httpd's server list: the main server,
+    // then the virtual hosts last-defined first), take the lowest free blocks.
     const std::uint32_t end = static_cast<std::uint32_t>(
         std::min<std::uint64_t>(table_size, std::uint64_t{kFirstVhostSlot} + vhost_limit));
     std::uint32_t next_free = kFirstVhostSlot;

@@ -31,7 +31,8 @@ void count_response(int slot, bool kept);
 void count_connection_end(int slot, keepalive::CloseReason reason, std::uint64_t requests_served,
                           std::uint64_t lifetime_us);
 
-// The whole server's counters, and once each, in configuration order, those
+// The whole server's counters, and once each, in the order of httpd's server
+// list (the main server, then the virtual hosts last-defined first), those
 // of every virtual host (and of "other") that has counted anything: a host
 // that served nothing has no series.
 CounterValues total_values();
