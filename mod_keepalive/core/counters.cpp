@@ -117,7 +117,9 @@ struct Scope {
 
 std::vector<Scope> scopes(const CounterValues& total, const std::vector<NamedValues>& vhosts) {
     std::vector<Scope> all{{"", &total}};
-    for (const NamedValues& v : vhosts) all.push_back({with_label("", "vhost", v.name), &v.values});
+    for (const NamedValues& v : vhosts) {
+        if (v.values.counted_anything()) all.push_back({with_label("", "vhost", v.name), &v.values});
+    }
     return all;
 }
 
@@ -188,6 +190,20 @@ void SharedCounters::count_connection_end(CloseReason reason, std::uint64_t requ
     requests_per_connection_count.fetch_add(1, kRelaxed);
     connection_lifetime[lifetime_slot(lifetime_us)].fetch_add(1, kRelaxed);
     connection_lifetime_sum_us.fetch_add(lifetime_us, kRelaxed);
+}
+
+// Every field, not just requests and the histograms' count that every
+// response and connection end move: a series left out must be all zeros.
+bool CounterValues::counted_anything() const {
+    const auto any = [](const auto& slots) {
+        for (std::uint64_t n : slots) {
+            if (n) return true;
+        }
+        return false;
+    };
+    return requests || responses_keep || responses_close || any(connections_closed) ||
+           any(requests_per_connection) || requests_per_connection_sum || requests_per_connection_count ||
+           any(connection_lifetime) || connection_lifetime_sum_us;
 }
 
 CounterValues SharedCounters::load() const {
@@ -261,10 +277,13 @@ std::string render_json(const CounterValues& total, const std::vector<NamedValue
     std::string out = "{\"total\":{";
     json_values(out, total);
     out += "},\"vhosts\":[";
-    for (std::size_t i = 0; i < vhosts.size(); ++i) {
-        if (i) out += ',';
-        out += "{\"vhost\":\"" + escape_json(vhosts[i].name) + "\",";
-        json_values(out, vhosts[i].values);
+    bool first = true;
+    for (const NamedValues& v : vhosts) {
+        if (!v.values.counted_anything()) continue;
+        if (!first) out += ',';
+        first = false;
+        out += "{\"vhost\":\"" + escape_json(v.name) + "\",";
+        json_values(out, v.values);
         out += '}';
     }
     out += ']';

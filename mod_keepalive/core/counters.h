@@ -39,6 +39,11 @@ struct CounterValues {
     std::uint64_t requests_per_connection_count = 0;  // also the lifetime histogram's count
     std::array<std::uint64_t, kLifetimeSlots> connection_lifetime{};  // per slot, not cumulative
     std::uint64_t connection_lifetime_sum_us = 0;
+
+    // Whether anything was counted: a virtual host that has served nothing
+    // gets no series, so that a scrape grows with the hosts in use, not with
+    // the hosts configured (shared hosting has thousands, most idle).
+    bool counted_anything() const;
 };
 
 // One block of counters as it lives in shared memory. Zeroed memory is a
@@ -76,12 +81,14 @@ struct NamedValues {
     CounterValues values;
 };
 
-// Prometheus text exposition format 0.0.4. Each family has one series per
-// virtual host (label vhost="host:port") and one for the whole server
-// (no vhost label).
+// Prometheus text exposition format 0.0.4. Each family has one series for
+// the whole server (no vhost label), always, and one per virtual host
+// (label vhost="host:port") that has counted anything: `vhosts` with
+// nothing counted are left out.
 std::string render_prometheus(const CounterValues& total, const std::vector<NamedValues>& vhosts);
-// The same numbers as JSON: {"total": {...}, "vhosts": [{"vhost": ..., ...}]},
-// then `extra_members` ("name":value,...) when given: the gauges.
+// The same numbers as JSON: {"total": {...}, "vhosts": [{"vhost": ..., ...}]}
+// (again without the vhosts that counted nothing), then `extra_members`
+// ("name":value,...) when given: the gauges.
 std::string render_json(const CounterValues& total, const std::vector<NamedValues>& vhosts,
                         const std::string& extra_members = {});
 // Microseconds as decimal seconds: "6.502000" (a histogram's _sum), or

@@ -62,6 +62,10 @@ constexpr std::int64_t kAdaptiveSampleIntervalUs = 10000;
 constexpr bool kAdaptiveQueue = true;
 constexpr std::int64_t kAdaptiveSampleIntervalMinUs = 1000;
 
+// KeepAliveMetricsPerVhost On: every virtual host that served a request has
+// series of its own on the keepalive-status endpoint.
+constexpr bool kMetricsPerVhost = true;
+
 // An idle connection the server closed more than this before the timeout its
 // last response advertised is counted as an early close, not idle-timeout.
 // The idle time is measured from the request's arrival (r->request_time) to

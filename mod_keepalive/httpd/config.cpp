@@ -11,6 +11,7 @@
 
 #include "core/defaults.h"
 #include "core/directive_args.h"
+#include "core/metric_slots.h"
 
 APLOG_USE_MODULE(keepalive);
 
@@ -190,6 +191,27 @@ const char* set_drain_spread(cmd_parms* cmd, void*, const char* arg) {
     return parse_duration(cmd, arg, &server_config(cmd)->drain_spread);
 }
 
+const char* set_metrics_per_vhost(cmd_parms* cmd, void*, const char* arg) {
+    return parse_on_off(cmd, arg, &server_config(cmd)->metrics_per_vhost);
+}
+
+// The number of blocks is fixed when the shared memory is made, so it is the
+// whole server's to choose.
+const char* set_metrics_max_vhosts(cmd_parms* cmd, void*, const char* arg) {
+    if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
+    if (ap_cstr_casecmp(arg, "auto") == 0) {
+        server_config(cmd)->metrics_max_vhosts = -1;
+        return nullptr;
+    }
+    const auto count = keepalive::parse_request_count(arg);
+    if (!count || *count > keepalive::kMaxMetricsVhosts) {
+        return directive_error(cmd, arg, "must be auto or a whole number from 0 to " +
+                                             std::to_string(keepalive::kMaxMetricsVhosts));
+    }
+    server_config(cmd)->metrics_max_vhosts = *count;
+    return nullptr;
+}
+
 const char* set_disable_if(cmd_parms* cmd, void* cfg, const char* arg) {
     const char* err = nullptr;
     // DONT_VARY: whether a connection stays open is per hop, not part of the
@@ -248,6 +270,12 @@ const command_rec directives[] = {
                   "On (default): close when clients wait in the accept queue; Off: close on worker occupancy"),
     AP_INIT_TAKE1("KeepAliveDrainSpread", as_cmd_function(set_drain_spread), nullptr, RSRC_CONF,
                   "The window a drain spreads its closes over: auto (the longest idle timeout) or a duration"),
+    AP_INIT_TAKE1("KeepAliveMetricsPerVhost", as_cmd_function(set_metrics_per_vhost), nullptr, RSRC_CONF,
+                  "On (default): series of its own for this virtual host once it serves a request; Off: its "
+                  "traffic counts in the whole server's totals only"),
+    AP_INIT_TAKE1("KeepAliveMetricsMaxVhosts", as_cmd_function(set_metrics_max_vhosts), nullptr, RSRC_CONF,
+                  "How many virtual hosts have counters of their own: auto (default) or a number; the rest "
+                  "count together as vhost=\"other\""),
     AP_INIT_TAKE1("KeepAliveDisableIf", as_cmd_function(set_disable_if), nullptr, RSRC_CONF | ACCESS_CONF,
                   "An ap_expr expression; when true the response closes the connection"),
     {nullptr, nullptr, nullptr, 0, RAW_ARGS, nullptr},
@@ -284,6 +312,8 @@ void* merge_server_config(apr_pool_t* p, void* parent_cfg, void* child_cfg) {
     merged->sample_interval = inherit(child->sample_interval, parent->sample_interval, kUnset);
     merged->adaptive_queue = inherit(child->adaptive_queue, parent->adaptive_queue, -1);
     merged->drain_spread = inherit(child->drain_spread, parent->drain_spread, kUnset);
+    merged->metrics_per_vhost = inherit(child->metrics_per_vhost, parent->metrics_per_vhost, -1);
+    merged->metrics_max_vhosts = inherit(child->metrics_max_vhosts, parent->metrics_max_vhosts, -1);
     return merged;
 }
 

@@ -43,6 +43,8 @@ struct ServerConfig {
     apr_interval_time_t sample_interval = kUnset;  // KeepAliveAdaptiveInterval (main server only)
     int adaptive_queue = -1;  // KeepAliveAdaptiveQueue (main server only): -1 unset, 0 Off, 1 On
     apr_interval_time_t drain_spread = kUnset;     // KeepAliveDrainSpread (main server only); kUnset: auto
+    int metrics_per_vhost = -1;   // KeepAliveMetricsPerVhost: -1 unset, 0 Off, 1 On
+    int metrics_max_vhosts = -1;  // KeepAliveMetricsMaxVhosts (main server only): -1 auto
     int metrics_slot = 0;  // this server's counters (shared_counters.cpp), set at post_config
 };
 

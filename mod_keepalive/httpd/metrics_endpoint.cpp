@@ -37,9 +37,10 @@ bool wants_json(const request_rec* r) {
 }
 
 // The pressure now and the share of each server's idle timeout the
-// adaptive mode would advertise at it (the main server's unlabelled, each
-// virtual host's once by name).
-keepalive::PressureGauges pressure_gauges() {
+// adaptive mode would advertise at it: the main server's unlabelled, and
+// each virtual host's once by name, for the hosts that have counter series
+// (`shown`), so that a scrape grows with the hosts in use here too.
+keepalive::PressureGauges pressure_gauges(const std::vector<NamedValues>& shown) {
     keepalive::PressureGauges g;
     g.pressure = fresh_pressure(apr_time_now());
     const auto scale_of = [&g](const server_rec* s) {
@@ -48,6 +49,8 @@ keepalive::PressureGauges pressure_gauges() {
     g.timeout_scale = scale_of(ap_server_conf);
     for (const server_rec* s = ap_server_conf; s; s = s->next) {
         std::string name = vhost_name(s);
+        const auto named = [&name](const auto& v) { return v.name == name; };
+        if (std::none_of(shown.begin(), shown.end(), named)) continue;
         const bool seen = std::any_of(g.vhost_scales.begin(), g.vhost_scales.end(),
                                       [&name](const auto& v) { return v.first == name; });
         if (!seen) g.vhost_scales.emplace_back(std::move(name), scale_of(s));
@@ -70,11 +73,11 @@ __attribute__((noinline)) int serve_metrics(request_rec* r) {
         ap_set_content_type(r, "application/json");
         body = render_json(total, vhosts,
                            keepalive::render_drain_json_member(drain, now) + "," +
-                               keepalive::render_pressure_json_members(pressure_gauges()));
+                               keepalive::render_pressure_json_members(pressure_gauges(vhosts)));
     } else {
         ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
         body = render_prometheus(total, vhosts) + keepalive::render_drain_prometheus(drain, now) +
-               keepalive::render_pressure_prometheus(pressure_gauges());
+               keepalive::render_pressure_prometheus(pressure_gauges(vhosts));
     }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     ap_set_content_length(r, static_cast<apr_off_t>(body.size()));

@@ -119,6 +119,8 @@ CustomLog "@DIR@/logs/note.log" kanote
 </VirtualHost>
 <VirtualHost 127.0.0.1:@PORT@>
     ServerName "q\"uote\\back.test"
+    # No client can send that name: requests for odd.test reach it.
+    ServerAlias odd.test
     KeepAliveMaxRequests 100
 </VirtualHost>
 """

@@ -92,6 +92,17 @@ INVALID = [
      "KeepAliveDisableIf", ["%{REQUEST_URI} =~"]),
     ("http10-unknown-value", "KeepAliveHTTP10 maybe",
      "KeepAliveHTTP10", ["maybe"]),
+    ("metrics-per-vhost-unknown-value", "KeepAliveMetricsPerVhost yes",
+     "KeepAliveMetricsPerVhost", ["yes"]),
+    ("metrics-per-vhost-unknown-value-in-vhost",
+     VHOST % "    KeepAliveMetricsPerVhost listed",
+     "KeepAliveMetricsPerVhost", ["listed"]),
+    ("metrics-max-vhosts-not-a-number", "KeepAliveMetricsMaxVhosts lots",
+     "KeepAliveMetricsMaxVhosts", ["lots"]),
+    ("metrics-max-vhosts-negative", "KeepAliveMetricsMaxVhosts -1",
+     "KeepAliveMetricsMaxVhosts", ["-1"]),
+    ("metrics-max-vhosts-too-many", "KeepAliveMetricsMaxVhosts 100001",
+     "KeepAliveMetricsMaxVhosts", ["100001"]),
 ]
 
 
@@ -124,6 +135,24 @@ def test_http10_directive_not_allowed_in_location(module_path):
         "expected httpd's 'KeepAliveHTTP10 not allowed here'\n" + what)
 
 
+def test_metrics_max_vhosts_not_allowed_in_a_virtual_host(module_path):
+    """The number of counter blocks is the whole server's: httpd's own
+    context message, naming the directive."""
+    rc, output, scrubbed, text = run_configtest(
+        module_path, VHOST % "    KeepAliveMetricsMaxVhosts 10")
+    what = describe_configtest(rc, output, text)
+    assert rc != 0, "KeepAliveMetricsMaxVhosts accepted in <VirtualHost>\n" + what
+    assert "KeepAliveMetricsMaxVhosts cannot occur within <VirtualHost> section" in scrubbed, what
+
+
+def test_metrics_per_vhost_not_allowed_in_location(module_path):
+    rc, output, scrubbed, text = run_configtest(
+        module_path, "<Location /x>\n    KeepAliveMetricsPerVhost Off\n</Location>")
+    what = describe_configtest(rc, output, text)
+    assert rc != 0, "KeepAliveMetricsPerVhost accepted in <Location>\n" + what
+    assert "KeepAliveMetricsPerVhost" in scrubbed and "not allowed" in scrubbed, what
+
+
 def test_http10_directive_not_allowed_in_directory(module_path):
     rc, output, scrubbed, text = run_configtest(
         module_path,
@@ -152,8 +181,11 @@ KeepAliveDrainSpread auto
 KeepAliveAdaptiveQueue Off
 KeepAliveHTTP10 On
 KeepAliveDisableIf "%{HTTP_USER_AGENT} =~ /BadBot/"
+KeepAliveMetricsPerVhost Off
+KeepAliveMetricsMaxVhosts 100000
 <VirtualHost 127.0.0.1:@PORT@>
     ServerName v.test
+    KeepAliveMetricsPerVhost On
     KeepAliveHeader OnRequest
     KeepAliveIdleTimeout 1500ms
     KeepAliveAdvertisedTimeout 1
@@ -174,6 +206,7 @@ KeepAliveDisableIf "%{HTTP_USER_AGENT} =~ /BadBot/"
 </VirtualHost>
 <VirtualHost 127.0.0.1:@PORT@>
     ServerName w.test
+    KeepAliveMetricsPerVhost off
     KeepAliveTimeout 8
     KeepAliveAdvertisedTimeout 8
     # above this vhost's own KeepAliveTimeout, but no idle timeout in the

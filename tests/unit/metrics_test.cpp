@@ -127,7 +127,7 @@ TEST(Prometheus, EveryLineFollowsTheExpositionFormat) {
     total.requests_per_connection_sum = 2;
     total.requests_per_connection_count = 1;
     const std::string text =
-        keepalive::render_prometheus(total, {{"a.test:80", total}, {"we\"ird\\name\n:8080", CounterValues{}}});
+        keepalive::render_prometheus(total, {{"a.test:80", total}, {"we\"ird\\name\n:8080", total}});
     const std::regex help(R"(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+)");
     const std::regex type(R"(# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram))");
     const std::regex sample(
@@ -186,8 +186,65 @@ TEST(Prometheus, HistogramBucketsAreCumulativeAndEndWithInf) {
 }
 
 TEST(Prometheus, LabelValuesAreEscaped) {
-    const std::string text = keepalive::render_prometheus(CounterValues{}, {{"a\"b\\c\nd", CounterValues{}}});
+    CounterValues counted;
+    counted.requests = 1;
+    const std::string text = keepalive::render_prometheus(CounterValues{}, {{"a\"b\\c\nd", counted}});
     EXPECT_NE(text.find("vhost=\"a\\\"b\\\\c\\nd\""), std::string::npos) << text;
+}
+
+TEST(Counters, AnythingCountedIsAnyNonZeroField) {
+    EXPECT_FALSE(CounterValues{}.counted_anything());
+    // Each field on its own is enough, even ones no real block moves alone.
+    const auto with = [](auto set) {
+        CounterValues v;
+        set(v);
+        return v.counted_anything();
+    };
+    EXPECT_TRUE(with([](CounterValues& v) { v.requests = 1; }));
+    EXPECT_TRUE(with([](CounterValues& v) { v.responses_keep = 1; }));
+    EXPECT_TRUE(with([](CounterValues& v) { v.responses_close = 1; }));
+    EXPECT_TRUE(with([](CounterValues& v) { v.connections_closed[index(CloseReason::Drain)] = 1; }));
+    EXPECT_TRUE(with([](CounterValues& v) { v.requests_per_connection[keepalive::kHistogramSlots - 1] = 1; }));
+    EXPECT_TRUE(with([](CounterValues& v) { v.requests_per_connection_sum = 1; }));
+    EXPECT_TRUE(with([](CounterValues& v) { v.requests_per_connection_count = 1; }));
+    EXPECT_TRUE(with([](CounterValues& v) { v.connection_lifetime[keepalive::kLifetimeSlots - 1] = 1; }));
+    EXPECT_TRUE(with([](CounterValues& v) { v.connection_lifetime_sum_us = 1; }));
+}
+
+TEST(Prometheus, VirtualHostsThatCountedNothingHaveNoSeries) {
+    CounterValues idle;
+    CounterValues active;
+    active.requests = 3;
+    active.responses_keep = 3;
+    CounterValues ended;  // only a connection end, no response yet counted
+    ended.connections_closed[index(CloseReason::ClientGone)] = 1;
+    ended.requests_per_connection_count = 1;
+    const std::string text =
+        keepalive::render_prometheus(active, {{"idle.test:80", idle}, {"active.test:80", active}, {"end.test:80", ended}});
+    EXPECT_EQ(text.find("idle.test"), std::string::npos) << text;
+    EXPECT_NE(text.find("keepalive_requests_total{vhost=\"active.test:80\"} 3\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("keepalive_connections_closed_total{vhost=\"end.test:80\",reason=\"client-gone\"} 1\n"),
+              std::string::npos)
+        << text;
+    // The whole server's series are there even when nothing at all counted.
+    const std::string empty = keepalive::render_prometheus(CounterValues{}, {{"idle.test:80", idle}});
+    EXPECT_EQ(empty.find("vhost="), std::string::npos) << empty;
+    EXPECT_NE(empty.find("\nkeepalive_requests_total 0\n"), std::string::npos) << empty;
+    EXPECT_NE(empty.find("keepalive_connection_lifetime_seconds_count 0\n"), std::string::npos) << empty;
+}
+
+TEST(Json, VirtualHostsThatCountedNothingAreLeftOut) {
+    CounterValues active;
+    active.requests = 2;
+    const std::string json =
+        keepalive::render_json(active, {{"quiet.test:80", CounterValues{}}, {"active.test:80", active},
+                                        {"quiet2.test:80", CounterValues{}}});
+    EXPECT_EQ(json.find("quiet"), std::string::npos) << json;
+    // One member, no stray comma before or after it.
+    EXPECT_NE(json.find("\"vhosts\":[{\"vhost\":\"active.test:80\",\"requests\":2,"), std::string::npos) << json;
+    EXPECT_NE(json.find("}}]}"), std::string::npos) << json;
+    EXPECT_NE(keepalive::render_json(CounterValues{}, {{"quiet.test:80", CounterValues{}}}).find("\"vhosts\":[]}"),
+              std::string::npos);
 }
 
 TEST(Json, CarriesTheSameNumbers) {

@@ -90,6 +90,9 @@ def test_prometheus_output_follows_the_exposition_format(server, scraper):
 
 
 def test_label_values_are_escaped(server, scraper):
+    # A virtual host has series once it has served a request.
+    with RawConnection("127.0.0.1", server.port) as c:
+        c.request(build_request(host="odd.test", headers=[("Connection", "close")]))
     resp = scraper.get(STATUS_PATH)
     text = resp.body.decode("utf-8")
     odd = "%s:%d" % (ODD_NAME, server.port)
