@@ -7,6 +7,7 @@
 //                           module holds HTTP_HEADER
 //   config.cpp              the directives; check_config: advertised
 //                           timeouts against what each vhost enforces
+//   settings.cpp            the merged configuration read back (no hooks)
 //   policy_path.cpp         inside HTTP_HEADER, before core decides: core
 //                           alone, or the policy first
 //   observe.cpp             KEEPALIVE_OBSERVE, after core decided: judge,
@@ -23,7 +24,9 @@
 //   drain.cpp               post_config: each generation's drain schedule
 //                           in shared memory; handler: keepalive-drain
 //   load.cpp                child_init: the MPM's limits, for the
-//                           load-adaptive mode's occupancy
+//                           load-adaptive mode's occupancy; post_config:
+//                           whether the accept queues can be read
+//                           (accept_queue.cpp reads them, no hooks)
 //
 // docs/design.md explains the design and its risks.
 
