@@ -105,10 +105,10 @@ def make_configs(args):
         "on": {"keepalive": "On", "module": None, "directives": []},
         "off": {"keepalive": "Off", "module": None, "directives": []},
         "static": {"keepalive": "On", "module": args.static_module,
-                   "module_name": str(args.static_module_source),
+                   "module_name": str(args.static_module),
                    "directives": directive_lines(args.static_directives)},
         "queue": {"keepalive": "On", "module": args.module,
-                  "module_name": str(args.module_source),
+                  "module_name": str(args.module),
                   "directives": directive_lines(args.queue_directives)},
         "nginx": {"keepalive": "On", "module": None, "directives": [],
                   "proxy": True},
@@ -410,26 +410,23 @@ def main():
                     "apache2-utils, nginx)" % tool)
     args.module = Path(args.module).resolve()
     args.static_module = Path(args.static_module or args.module).resolve()
-    args.module_source, args.static_module_source = args.module, args.static_module
     for c in ("static", "queue"):
         path = args.static_module if c == "static" else args.module
         if c in args.configs and not path.is_file():
             p.error("%s is not built (run make)" % path)
 
-    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / ("ka-pool-%d" % os.getpid())
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.chmod(workdir, 0o755)
-    module_notes = []
-    if "queue" in args.configs:
-        args.module = snapshot_module(args.module, workdir, 0, module_notes)
-    if "static" in args.configs:
-        args.static_module = snapshot_module(args.static_module, workdir, 1,
-                                             module_notes)
     configs = make_configs(args)
     notes = check_directives(
         configs, args.static_directives == DEFAULT_DIRECTIVES["static"])
     for n in notes:
         print("note: " + n, flush=True)
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / ("ka-pool-%d" % os.getpid())
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o755)
+    module_notes = []
+    for n, c in enumerate(configs):
+        if c["module"]:
+            c["module"] = snapshot_module(c["module"], workdir, n, module_notes)
 
     command = command_line()
     quiet_note = first_wait(args)
