@@ -64,11 +64,11 @@ from pathlib import Path
 from bench.adaptive import (FILES, STATUS_CONFIG, add_run_options,
                             add_wait_and_output_options, first_wait, fmt,
                             foreign_activity, fresh_window, log_size,
-                            log_window,
-                            machine_facts, median_of, module_counters,
-                            mpm_sizing, paired, record_clients,
-                            separator, snapshot_module, start_wrk, stop_server,
-                            stop_wrk, terminate, values, wait_until_quiet)
+                            log_window, machine_facts, median_of,
+                            module_counters, mpm_sizing, paired,
+                            record_clients, separator, snapshot_module,
+                            start_wrk, stop_server, stop_wrk, terminate,
+                            values, wait_until_quiet)
 from tests.harness.cli import comma_choices, command_line, prog
 from tests.harness.httpd import DEFAULT_MODULE, HttpdServer
 from tests.harness.nginx import Nginx
@@ -111,7 +111,10 @@ def make_configs(args):
                   "module_name": str(args.module),
                   "directives": directive_lines(args.queue_directives)},
         "nginx": {"keepalive": "On", "module": None, "directives": [],
-                  "proxy": True},
+                  "proxy": "nginx (%d worker process; upstream keepalive %s, "
+                           "keepalive_timeout 4s) -> core prefork"
+                           % (args.nginx_workers,
+                              args.nginx_keepalive or "= the pool's workers")},
     }
     out = []
     for name in args.configs:
@@ -122,9 +125,9 @@ def make_configs(args):
 
 
 def label(c):
-    if c["proxy"]:
-        return "nginx -> core prefork, KeepAlive On/5/100"
     text = "KeepAlive %s/5/100" % c["keepalive"]
+    if c["proxy"]:
+        return "%s, %s" % (c["proxy"], text)
     if c["module"]:
         text += "; " + "; ".join(c["directives"]) + " (%s)" % c["module_name"]
     return text
