@@ -48,9 +48,11 @@ round). Core On under prefork and worker holds every worker with a thinker,
 so ab completes nothing (fresh 0 req/s, no p99) and gives up after 5 s of
 silence past its window.
 
-A full run (2 pools x (5 + 4) configurations x 3 rounds) takes about
-24 minutes, --quick about 6, plus the waits for a quiet machine
-(--wait-quiet, --group-wait).
+A full run (2 pools x (5 + 4) configurations x 3 rounds, 54 servers) takes
+about 23 minutes of runs (about 25 s each, 29 s for core On, whose ab waits
+out its timeout), plus the bounded waits for a quiet machine (--wait-quiet
+once, --group-wait before each of the 12 rounds): 1484 s in all on a busy
+2-core host. --quick (one round of 10 s) takes about 6 minutes.
 """
 
 import argparse
@@ -307,7 +309,11 @@ def render(results, meta):
                                  fmt(v["shed"], "%.0f"),
                                  fmt(v["idle_reuse"], "%.1f"),
                                  fmt(v["idle_requests"], "%.0f")))
-            lines += ["", TARGET_HEADER, separator(TARGET_HEADER)]
+            tolerance = meta.get("reuse_tolerance", 0.0)
+            header = TARGET_HEADER.replace(
+                "(points)", "(points%s)" % (", -%g allowed" % tolerance
+                                            if tolerance else ""))
+            lines += ["", header, separator(header)]
             off = group.get((pool_name, mpm, "off"), [])
             static = group.get((pool_name, mpm, "static"), [])
             for n in names:
@@ -326,7 +332,7 @@ def render(results, meta):
                     if off else "-",
                     cell(p99, "%.2fx", lambda x: x <= MAX_P99_RATIO)
                     if off else "-",
-                    cell(reuse, "%+.1f", lambda x: x >= 0)
+                    cell(reuse, "%+.1f", lambda x: x >= -tolerance)
                     if static and n != "static" else "-",
                     cell(idle, "%.1f%%", lambda x: x >= 100.0,
                          decide=all_rounds)))
@@ -393,7 +399,12 @@ def main():
                    help="the upstream's 'keepalive N' (0: the pool's workers)")
     p.add_argument("--nginx-workers", type=int, default=1,
                    help="nginx worker_processes")
-    add_wait_and_output_options(p, 60, 10)
+    p.add_argument("--reuse-tolerance", type=float, default=0.0,
+                   help="percentage points the thinker reuse may fall short "
+                        "of static's and still PASS (default 0: the target "
+                        "as stated; two identical builds differ by a few "
+                        "points from round to round on a busy host)")
+    add_wait_and_output_options(p, 30, 5)
     args = p.parse_args()
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
@@ -470,7 +481,7 @@ def main():
     meta = {"pools": args.pools, "mpms": args.mpms, "configs": args.configs,
             "labels": {c["name"]: label(c) for c in configs},
             "think_ms": args.think_ms, "duration": args.duration,
-            "repeat": args.repeat,
+            "repeat": args.repeat, "reuse_tolerance": args.reuse_tolerance,
             "notes": ["Command: `%s`" % command,
                       "Machine: %s" % machine_facts(),
                       "Modules: %s" % ("; ".join(module_notes) or "not loaded"),
