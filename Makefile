@@ -11,6 +11,7 @@
 #   make bench-robustness  memory, graceful-restart and valgrind benchmarks (bench/)
 #   make bench-fleet  httpd behind HAProxy: rebalancing and the reuse race (bench/fleet.py)
 #   make bench-cost  instructions per request (callgrind), wrk throughput, decide() (bench/)
+#   make bench-pool-sizes  adaptive keep-alive on 8 and 32 workers, with nginx in front (bench/pool_sizes.py)
 #   make test-httpd-suite  httpd's own test suite without and with the module, compared
 #                   (keep-alive subset; HTTPD_SUITE=full for the whole suite)
 
@@ -41,6 +42,10 @@ DEB_PACKAGES := apache2 apache2-dev apache2-utils g++ make curl \
 BENCH_PACKAGES := valgrind wrk iproute2 haproxy
 # ... and those "make bench-cost" needs.
 BENCH_COST_PACKAGES := valgrind wrk libbenchmark-dev
+# ... and those "make bench-pool-sizes" needs (ab is in apache2-utils; nginx
+# is the reverse proxy of its nginx row, run in the foreground, never as the
+# distro's service).
+BENCH_POOL_PACKAGES := wrk apache2-utils nginx
 # ... those "make test-compat" needs to build httpd from source (2.4.52
 # takes PCRE1, later versions PCRE2; mod_http2 and mod_lua need theirs) ...
 COMPAT_PACKAGES := autoconf libtool libapr1-dev libaprutil1-dev libpcre3-dev libpcre2-dev \
@@ -98,7 +103,7 @@ FUZZ_TARGETS  := connection_tokens decide directive_args
 FUZZ_BINARIES := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 .PHONY: all deps unit-test-sanitized test-version-guard test-compat fuzz deps-deb run test unit-test integration-test deb test-package \
-        install uninstall clean bench-robustness bench-fleet bench-cost
+        install uninstall clean bench-robustness bench-fleet bench-cost bench-pool-sizes
 
 all: $(MODULE_SO)
 
@@ -224,6 +229,14 @@ bench-cost: deps $(MODULE_SO)
 	@$(MAKE) --no-print-directory $(DECIDE_BENCHMARK)
 	$(DECIDE_BENCHMARK) --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 	$(PYTHON) -m bench.cost --module $(MODULE_SO)
+
+# Adaptive keep-alive across pool sizes (bench/pool_sizes.py, issue 18, about
+# 24 minutes): 8 and 32 workers, prefork and worker, core On/Off, the module
+# static and with the accept queue, and nginx in front of core prefork.
+# POOL_ARGS passes options, e.g. POOL_ARGS=--quick.
+bench-pool-sizes: deps $(MODULE_SO)
+	@apxs/install-deps $(BENCH_POOL_PACKAGES)
+	$(PYTHON) -m bench.pool_sizes --module $(MODULE_SO) $(POOL_ARGS)
 
 # The module on each httpd 2.4 in ../shared/httpd-src/ (tests/compat/run.py):
 # httpd built from source (cached outside the clone, by tarball checksum),

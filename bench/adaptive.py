@@ -75,13 +75,14 @@ WRK_THREADS = 2
 # 32 workers under every MPM, all started up front and never stopped, so
 # that process or thread spawning does not confound the comparison. Worker
 # and event: --processes processes of 32/processes threads (default 2 x 16).
+# (bench/pool_sizes.py sizes other pools with the same templates.)
 WORKERS = 32
 PREFORK_SIZING = """\
-StartServers 32
-MinSpareServers 32
-MaxSpareServers 32
-ServerLimit 32
-MaxRequestWorkers 32
+StartServers {workers}
+MinSpareServers {workers}
+MaxSpareServers {workers}
+ServerLimit {workers}
+MaxRequestWorkers {workers}
 """
 THREADED_SIZING = """\
 StartServers {processes}
@@ -90,16 +91,17 @@ ThreadLimit {threads}
 ThreadsPerChild {threads}
 MinSpareThreads 1
 MaxSpareThreads {max_spare}
-MaxRequestWorkers 32
+MaxRequestWorkers {workers}
 """
 
 
-def mpm_sizing(mpm, processes=2):
+def mpm_sizing(mpm, processes=2, workers=WORKERS):
     if mpm == "prefork":
-        return PREFORK_SIZING
-    threads = WORKERS // processes
+        return PREFORK_SIZING.format(workers=workers)
+    threads = workers // processes
     return THREADED_SIZING.format(processes=processes, threads=threads,
-                                  max_spare=max(WORKERS, threads + 1))
+                                  max_spare=max(workers, threads + 1),
+                                  workers=workers)
 
 # The same small page under three names, so that the access log tells the
 # thinkers' requests (/think.html), ab's (/fresh.html) and h2load's
@@ -336,6 +338,41 @@ def terminate(proc):
         proc.wait(timeout=10)
 
 
+def fresh_window(base, clients, duration, csv_path, logged):
+    """ab -c clients -t duration on base/fresh.html (fresh connections, one
+    per request): the measurement window. Returns ab's command, its output,
+    the window's length in seconds, and for each server in ``logged`` the
+    access log offsets (start, end) of the window."""
+    ab_cmd = ["ab", "-q", "-r", "-c", str(clients), "-t", str(duration),
+              "-n", str(max(50000, 40000 * duration)),
+              "-s", str(duration + 5), "-e", str(csv_path),
+              base + "/fresh.html"]
+    starts = [log_size(s) for s in logged]
+    t0 = time.monotonic()
+    ab = subprocess.Popen(ab_cmd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        ab_out, _ = ab.communicate(timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        ab_out = "ab killed after %d s" % (duration + 60)
+    finally:
+        terminate(ab)
+    window_s = time.monotonic() - t0
+    return ab_cmd, ab_out, window_s, [(a, log_size(s))
+                                      for a, s in zip(starts, logged)]
+
+
+def record_clients(res, ab_out, csv_path, wrk_out, duration):
+    """ab's and the thinkers' wrk's results into ``res`` (with the tail of
+    the output of either when it could not be read)."""
+    res["ab"] = parse_ab(ab_out, csv_path, duration)
+    res["wrk"] = parse_wrk(wrk_out)
+    if not res["wrk"]["ok"]:
+        res["wrk"]["output"] = wrk_out[-2000:]
+    if not res["ab"]["ok"]:
+        res["ab"]["output"] = ab_out[-2000:]
+
+
 def run_one(mpm, config, scenario, args, workdir, round_no):
     thinkers = SCENARIOS[scenario]
     server = server_for(mpm, config, args)
@@ -344,37 +381,18 @@ def run_one(mpm, config, scenario, args, workdir, round_no):
     res = {"mpm": mpm, "config": config["name"], "label": config["label"],
            "scenario": scenario, "round": round_no, "thinkers": thinkers,
            "foreign_before": len(foreign_activity(server.pgid))}
-    wrk = wrk2 = ab = None
+    wrk = wrk2 = None
     try:
         base = "http://127.0.0.1:%d" % server.port
         wrk_cmd, wrk = start_wrk(base, thinkers, args)
         time.sleep(args.warmup)
 
         csv_path = workdir / ("%s-ab.csv" % tag)
-        ab_cmd = ["ab", "-q", "-r", "-c", str(FRESH_CLIENTS),
-                  "-t", str(args.duration),
-                  "-n", str(max(50000, 40000 * args.duration)),
-                  "-s", str(args.duration + 5), "-e", str(csv_path),
-                  base + "/fresh.html"]
-        offset_start = log_size(server)
-        t0 = time.monotonic()
-        ab = subprocess.Popen(ab_cmd, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-        try:
-            ab_out, _ = ab.communicate(timeout=args.duration + 60)
-        except subprocess.TimeoutExpired:
-            terminate(ab)
-            ab_out = "ab killed after %d s" % (args.duration + 60)
-        res["window_s"] = time.monotonic() - t0
-        offset_end = log_size(server)
+        ab_cmd, ab_out, res["window_s"], [(offset_start, offset_end)] = \
+            fresh_window(base, FRESH_CLIENTS, args.duration, csv_path, [server])
         wrk_out = stop_wrk(wrk)
-        res["ab"] = parse_ab(ab_out, csv_path, args.duration)
+        record_clients(res, ab_out, csv_path, wrk_out, args.duration)
         res["log"] = log_window(server, offset_start, offset_end)
-        res["wrk"] = parse_wrk(wrk_out)
-        if not res["wrk"]["ok"]:
-            res["wrk"]["output"] = wrk_out[-2000:]
-        if not res["ab"]["ok"]:
-            res["ab"]["output"] = ab_out[-2000:]
 
         if args.h2load_requests > 0:
             _, wrk2 = start_wrk(base, thinkers, args)
@@ -400,17 +418,23 @@ def run_one(mpm, config, scenario, args, workdir, round_no):
             res["module"] = module_counters(server)
         res["commands"] = {"wrk": " ".join(wrk_cmd), "ab": " ".join(ab_cmd)}
     finally:
-        terminate(ab)
         terminate(wrk)
         terminate(wrk2)
-        res["foreign_after"] = len(foreign_activity(server.pgid))
-        problems = server.stop()
-        res["server_problems"] = problems
-        if not problems:
-            server.cleanup()
-        else:
-            res["server_dir"] = str(server.dir)
+        stop_server(server, res)
     return res
+
+
+def stop_server(server, res):
+    """Stop a run's server; note in ``res`` whether other pytest or apache2
+    processes ran at its end, and the problems of its error log (its
+    directory is then kept)."""
+    res["foreign_after"] = len(foreign_activity(server.pgid))
+    problems = server.stop()
+    res["server_problems"] = problems
+    if not problems:
+        server.cleanup()
+    else:
+        res["server_dir"] = str(server.dir)
 
 
 # -- numbers -----------------------------------------------------------------
@@ -628,6 +652,17 @@ def rounds_table(group, configs, args):
     return out
 
 
+def snapshot_module(path, workdir, n, notes):
+    """A copy of the module in ``workdir``, so that every run loads the same
+    binary even if the module is rebuilt meanwhile; its path and checksum
+    are appended to ``notes``."""
+    copy = workdir / ("mod_keepalive-%d.so" % n)
+    shutil.copy2(path, copy)
+    digest = hashlib.sha256(copy.read_bytes()).hexdigest()[:16]
+    notes.append("%s (sha256 %s...)" % (path, digest))
+    return copy
+
+
 def machine_facts():
     version = subprocess.run(["/usr/sbin/apache2", "-v"], capture_output=True,
                              text=True).stdout.strip().replace("\n", "; ")
@@ -669,6 +704,47 @@ def rerender(path, markdown=None):
     return 0
 
 
+def add_run_options(p, quick_help):
+    """The options of a run of thinkers and fresh clients (also
+    bench/pool_sizes.py's)."""
+    p.add_argument("--duration", type=int, default=15,
+                   help="seconds of the measurement window (ab -t)")
+    p.add_argument("--warmup", type=float, default=3.0,
+                   help="seconds of thinkers alone before ab starts")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="rounds per configuration (medians are shown)")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--think-ms", type=int, default=1000)
+
+
+def add_wait_and_output_options(p, wait_quiet, group_wait):
+    """--wait-quiet, --group-wait (defaults given), --json, --from-json,
+    --markdown."""
+    p.add_argument("--wait-quiet", type=float, default=wait_quiet,
+                   help="first wait up to this many seconds, checking every "
+                        "30 s, for a quiet machine (load < 0.5, no other "
+                        "pytest/apache2); 0: do not wait")
+    p.add_argument("--group-wait", type=float, default=group_wait,
+                   help="before each round, wait up to this many seconds for "
+                        "other pytest/apache2 processes to end")
+    p.add_argument("--json", help="also write every raw result here")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="run nothing: print the tables of a --json file again")
+    p.add_argument("--markdown", help="also write the tables here")
+
+
+def first_wait(args):
+    """The bounded wait for a quiet machine before the first run
+    (--wait-quiet); prints and returns what it found."""
+    if args.wait_quiet > 0:
+        _, note = wait_until_quiet(args.wait_quiet, 30.0, 0.5)
+    else:
+        note = "no wait: load %.2f, %d other pytest/apache2 processes" % (
+            loadavg(), len(foreign_activity()))
+    print("start: %s" % note, flush=True)
+    return note
+
+
 def main():
     p = argparse.ArgumentParser(
         prog=prog(),
@@ -679,15 +755,7 @@ def main():
     p.add_argument("--configs", default=",".join(BASE_CONFIGS),
                    help="any of on,off,adaptive")
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
-    p.add_argument("--duration", type=int, default=15,
-                   help="seconds of the measurement window (ab -t)")
-    p.add_argument("--warmup", type=float, default=3.0,
-                   help="seconds of thinkers alone before ab starts")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="rounds per configuration (medians are shown)")
-    p.add_argument("--quick", action="store_true",
-                   help="one round of 10 s: a smoke run, too noisy to judge")
-    p.add_argument("--think-ms", type=int, default=1000)
+    add_run_options(p, "one round of 10 s: a smoke run, too noisy to judge")
     p.add_argument("--processes", type=int, default=2, choices=(1, 2, 4),
                    help="worker and event: processes of 32/N threads each")
     p.add_argument("--thresholds", default="50% 75%",
@@ -705,18 +773,7 @@ def main():
     p.add_argument("--h2load-budget", type=float, default=8.0,
                    help="seconds h2load may take before it is stopped")
     p.add_argument("--module", default=str(DEFAULT_MODULE))
-    p.add_argument("--wait-quiet", type=float, default=900,
-                   help="first wait up to this many seconds, checking every "
-                        "30 s, for a quiet machine (load < 0.5, no other "
-                        "pytest/apache2); 0: do not wait")
-    p.add_argument("--group-wait", type=float, default=120,
-                   help="before each round of an MPM and scenario, wait up to "
-                        "this many seconds for other pytest/apache2 processes "
-                        "to end")
-    p.add_argument("--json", help="also write every raw result here")
-    p.add_argument("--from-json", metavar="FILE",
-                   help="run nothing: print the tables of a --json file again")
-    p.add_argument("--markdown", help="also write the tables here")
+    add_wait_and_output_options(p, 900, 120)
     args = p.parse_args()
     if args.from_json:
         return rerender(args.from_json, args.markdown)
@@ -742,25 +799,14 @@ def main():
         p.error("%s is not built (run make)" % args.module)
 
     command = command_line()
-    if args.wait_quiet > 0:
-        _, quiet_note = wait_until_quiet(args.wait_quiet, 30.0, 0.5)
-    else:
-        quiet_note = "no wait: load %.2f, %d other pytest/apache2 processes" % (
-            loadavg(), len(foreign_activity()))
-    print("start: %s" % quiet_note, flush=True)
+    quiet_note = first_wait(args)
 
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / ("ka-bench-%d" % os.getpid())
     workdir.mkdir(parents=True, exist_ok=True)
     module_notes = []
 
     def snapshot(path, n):
-        # Every run loads the same binary even if the module is rebuilt
-        # meanwhile.
-        copy = workdir / ("mod_keepalive-%d.so" % n)
-        shutil.copy2(path, copy)
-        digest = hashlib.sha256(copy.read_bytes()).hexdigest()[:16]
-        module_notes.append("%s (sha256 %s...)" % (path, digest))
-        return copy
+        return snapshot_module(path, workdir, n, module_notes)
 
     os.chmod(workdir, 0o755)
     if any(c["module"] and not c.get("module_path") for c in configs):

@@ -8,6 +8,10 @@ benchmarks (bench/):
               the child serving it and its memory
   wrk         parse_wrk, wrk_failures: wrk's summary
   cli         comma_choices: command-line helpers of the bench scripts
+  haproxy     Haproxy: Debian's haproxy in the foreground, a balancer
+  nginx       Nginx: Debian's nginx in the foreground, a reverse proxy
+              with upstream keep-alive in front of one httpd
+  foreground  stop_foreground, remove_dir: stopping those two
   servers     pytest side: selected MPMs, the module under test, serve()
   assertions  pytest side: assertions about keep-alive responses, idle-close
               timing

@@ -3,14 +3,13 @@ on 127.0.0.1 with a generated configuration (@PORT@: a free port it binds;
 @SOCK@: its runtime API socket), and always stopped by the caller."""
 
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from tests.harness.foreground import remove_dir, stop_foreground
 from tests.harness.httpd import free_port
 
 HAPROXY_BIN = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
@@ -79,25 +78,10 @@ class Haproxy:
             return ""
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=5)
+        stop_foreground(self.proc)
 
     def cleanup(self):
-        if not os.environ.get("KEEP_HTTPD_DIRS"):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        remove_dir(self.dir)
 
 
 def tcp_balancer_config(ports, balance="roundrobin", disabled=(3,)):
