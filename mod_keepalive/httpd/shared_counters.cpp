@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "http_config.h"
@@ -88,17 +89,37 @@ Slot* create_slots(apr_pool_t* process_pool, Retained* retained, std::uint32_t w
     return fresh;
 }
 
-int find_or_claim(const std::string& name) {
-    std::uint32_t free_slot = 0;
-    for (std::uint32_t i = 1; i < capacity; ++i) {
-        if (slots[i].in_use && name == slots[i].name) return static_cast<int>(i);
-        if (!slots[i].in_use && !free_slot) free_slot = i;
+// The blocks in use by name, and the lowest free one, built once per
+// post_config: giving every server its block is then linear in the number
+// of servers. (A scan of every block for every server read the whole
+// segment once per server: seconds at 10,000 virtual hosts, twice per
+// start; bench/RESULTS.md, "Scale: many virtual hosts and large pools".)
+class SlotIndex {
+  public:
+    SlotIndex() {
+        by_name_.reserve(capacity);
+        for (std::uint32_t i = 1; i < capacity; ++i) {
+            if (slots[i].in_use) by_name_.emplace(slots[i].name, i);  // the first of a name wins
+        }
     }
-    if (!free_slot) return 0;
-    std::memcpy(slots[free_slot].name, name.c_str(), name.size() + 1);
-    slots[free_slot].in_use = 1;
-    return static_cast<int>(free_slot);
-}
+
+    // The block of `name`, claimed if it has none; 0 (the total's) when
+    // every block is taken.
+    int find_or_claim(const std::string& name) {
+        const auto found = by_name_.find(name);
+        if (found != by_name_.end()) return static_cast<int>(found->second);
+        while (next_free_ < capacity && slots[next_free_].in_use) ++next_free_;
+        if (next_free_ >= capacity) return 0;
+        std::memcpy(slots[next_free_].name, name.c_str(), name.size() + 1);
+        slots[next_free_].in_use = 1;
+        by_name_.emplace(name, next_free_);
+        return static_cast<int>(next_free_++);
+    }
+
+  private:
+    std::unordered_map<std::string, std::uint32_t> by_name_;
+    std::uint32_t next_free_ = 1;
+};
 
 ServerConfig* server_config(const server_rec* s) {
     return static_cast<ServerConfig*>(ap_get_module_config(s->module_config, &keepalive_module));
@@ -125,7 +146,8 @@ int metrics_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_
     slots = retained->slots;
     capacity = retained->capacity;
     slots[0].in_use = 1;
-    for (server_rec* s = main_server; s; s = s->next) server_config(s)->metrics_slot = find_or_claim(vhost_name(s));
+    SlotIndex index;
+    for (server_rec* s = main_server; s; s = s->next) server_config(s)->metrics_slot = index.find_or_claim(vhost_name(s));
     return OK;
 }
 
