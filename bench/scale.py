@@ -210,19 +210,33 @@ def make_server(module, mpm, vhosts, name, extra=""):
                        extra_config=config + extra, files=files, name=name)
 
 
-def launch(server, prefix=()):
-    """Start the configured server (configtest() done) in its own session;
+def configure(server):
+    """Write the server's directory and configuration; apache2 -t must pass."""
+    test = server.configtest()
+    if test.returncode != 0:
+        die("apache2 -t failed for %s:\n%s%s" % (server.name, test.stdout, test.stderr))
+
+
+def launch(server, prefix=(), options=("-D", "FOREGROUND")):
+    """Start the configured server (configure() done) in its own session;
     the harness's stop() and children() work on it afterwards."""
     stdio = open(server.stdio_path, "wb")
     try:
         server.proc = subprocess.Popen(
             list(prefix) + [APACHE_BIN, "-f", str(server.conf_path), "-d",
-                            str(server.dir), "-D", "FOREGROUND"],
+                            str(server.dir)] + list(options),
             stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio,
             start_new_session=True, env=server._env())
     finally:
         stdio.close()
     server.pgid = server.proc.pid
+
+
+def discard(server):
+    """Stop the server if it still runs, remove its directory."""
+    if server.proc is not None and server.proc.poll() is None:
+        server.stop(check=False)
+    server.cleanup()
 
 
 def logged_pids(server):
@@ -236,10 +250,7 @@ def logged_pids(server):
 def startup_round(label, module, mpm, vhosts, timeout):
     server = make_server(module, mpm, vhosts, "scale-%s" % label)
     try:
-        test = server.configtest()
-        if test.returncode != 0:
-            die("apache2 -t failed for %s, %d vhosts:\n%s%s"
-                % (label, vhosts, test.stdout, test.stderr))
+        configure(server)
         started = time.monotonic()
         launch(server)
         deadline = started + timeout
@@ -284,9 +295,7 @@ def startup_round(label, module, mpm, vhosts, timeout):
                 "restart_cpu": restart_cpu, "parent_rss": parent_rss,
                 "child_rss": child_rss, "parent_rss_after": parent_rss_after}
     finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.stop(check=False)
-        server.cleanup()
+        discard(server)
 
 
 def run_startup(args):
@@ -353,21 +362,12 @@ def startup_instructions(label, module, mpm, vhosts, timeout):
     exec until it answers one request and stops (SIGTERM)."""
     server = make_server(module, mpm, vhosts, "scale-cg-%s" % label)
     try:
-        test = server.configtest()
-        if test.returncode != 0:
-            die("apache2 -t failed:\n%s%s" % (test.stdout, test.stderr))
+        configure(server)
         out_file = server.dir / "callgrind.out"
         out_file.touch()
         os.chmod(out_file, 0o666)  # created as root, written as www-data at exit
-        stdio = open(server.stdio_path, "wb")
-        try:
-            server.proc = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--vgdb=no", "--callgrind-out-file=%s" % out_file,
-                 APACHE_BIN, "-X", "-f", str(server.conf_path), "-d", str(server.dir)],
-                stdin=subprocess.DEVNULL, stdout=stdio, stderr=stdio, start_new_session=True, env=server._env())
-        finally:
-            stdio.close()
-        server.pgid = server.proc.pid
+        launch(server, ["valgrind", "--tool=callgrind", "--vgdb=no", "--callgrind-out-file=%s" % out_file],
+               options=["-X"])
         deadline = time.monotonic() + timeout
         while not answers(server.port):
             if server.proc.poll() is not None or time.monotonic() > deadline:
@@ -380,9 +380,7 @@ def startup_instructions(label, module, mpm, vhosts, timeout):
             die("no instruction total in %s" % out_file)
         return total
     finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.stop(check=False)
-        server.cleanup()
+        discard(server)
 
 
 def run_instructions(args):
@@ -556,15 +554,13 @@ def sampler_server(mpm, args):
 
 
 def sampler_callgrind(mpm, args, requests):
-    """One server under callgrind, loaded for `seconds`: the children's
+    """One server under callgrind, sent `requests` requests: the children's
     instructions, sample()'s inclusive instructions and calls, summed over
     the children's profiles (the parent's left out), and the requests
     served (access log lines)."""
     server = sampler_server(mpm, args)
     try:
-        test = server.configtest()
-        if test.returncode != 0:
-            die("apache2 -t failed:\n%s%s" % (test.stdout, test.stderr))
+        configure(server)
         out_dir = server.dir / "callgrind"
         out_dir.mkdir()
         os.chmod(out_dir, 0o1777)  # the children write their profiles as www-data
@@ -597,9 +593,7 @@ def sampler_callgrind(mpm, args, requests):
         return {"served": served, "total": total, "walk": inclusive,
                 "walks": calls, "processes": len(children)}
     finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.stop(check=False)
-        server.cleanup()
+        discard(server)
 
 
 def sampler_native(mpm, args):
@@ -612,9 +606,7 @@ def sampler_native(mpm, args):
         server.stop(check=False)
         return res["rps"]
     finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.stop(check=False)
-        server.cleanup()
+        discard(server)
 
 
 def run_sampler(args):
