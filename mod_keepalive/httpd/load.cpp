@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 
 #include "http_config.h"
 #include "ap_mpm.h"
@@ -82,12 +83,14 @@ bool occupied(int status) {
     }
 }
 
+// The process's worker slots are read in place: slot < ServerLimit and
+// threads_per_child <= ThreadLimit, the scoreboard's own bounds, so the
+// index checks of ap_get_scoreboard_worker_from_indexes() (a call per slot,
+// most of a walk's cost at 1,024 slots) are not needed.
 int busy_threads_of(int slot) {
+    const worker_score* workers = ap_scoreboard_image->servers[slot];
     int busy = 0;
-    for (int j = 0; j < threads_per_child; ++j) {
-        const worker_score* ws = ap_get_scoreboard_worker_from_indexes(slot, j);
-        if (ws && occupied(ws->status)) ++busy;
-    }
+    for (int j = 0; j < threads_per_child; ++j) busy += occupied(workers[j].status) ? 1 : 0;
     return busy;
 }
 
@@ -101,33 +104,82 @@ bool is_own_slot(int slot, const process_score* ps) {
     return true;
 }
 
+// Large pools are read in parts. A walk reads afresh this process's worker
+// slots (event) and those of the next processes in turn, kWalkSlotBudget
+// slots' worth (at least one process); every other process counts as it was
+// last read. Each process's share of the busy total is kept in this
+// process's memory, and the total moves by the difference when a share is
+// read again, so a walk does not add up every process either. A pool of at
+// most kWalkSlotBudget workers is read whole by every walk, as before; at
+// event's 16 x 64 every other process is read again within 16 walks (160 ms
+// at the default interval), at prefork's 256 within 8 of this child's
+// samples (bench/RESULTS.md, "Scale: many virtual hosts and large pools").
+constexpr int kWalkSlotBudget = 32;
+
+std::atomic<unsigned> walk_cursor{0};
+std::atomic<int> busy_total{0};
+
+// Each process slot's share of busy_total, allocated at the first walk in
+// the child (server_limit is read at child_init; the parent never walks).
+std::atomic<int>* process_shares() {
+    static const std::unique_ptr<std::atomic<int>[]> shares(new std::atomic<int>[server_limit]());
+    return shares.get();
+}
+
 // One walk of the scoreboard: the inputs, but the memory.
 keepalive::PressureInputs walk_scoreboard() {
     keepalive::PressureInputs in;
-    if (!ap_scoreboard_image || capacity <= 0) return in;
+    if (!ap_scoreboard_image || capacity <= 0 || server_limit <= 0) return in;
     const bool event = !mpm_waits_in_worker;
-    int busy = 0;
-    for (int i = 0; i < server_limit; ++i) {
-        const process_score* ps = ap_get_scoreboard_process(i);
+    std::atomic<int>* shares = process_shares();
+    int own = -1;
+    if (event) {
+        own = own_slot.load(std::memory_order_relaxed);
+        for (int i = 0; own < 0 && i < server_limit; ++i) {
+            const process_score* ps = ap_get_scoreboard_process(i);
+            if (ps && ps->pid != 0 && is_own_slot(i, ps)) own = i;
+        }
+    }
+    const auto read_process = [&](int i) {
+        const process_score* ps = &ap_scoreboard_image->parent[i];  // i < ServerLimit
+        int share = 0;
         // Processes of an earlier generation (finishing after a graceful
         // restart) or quiescing do not serve new clients: capacity is the
         // current generation's.
-        if (!ps || ps->pid == 0 || ps->generation != generation || ps->quiescing) continue;
-        const bool own = event && is_own_slot(i, ps);
-        // Event: a process that stopped accepting is full, whatever its
-        // threads are doing at this instant.
-        const int process_busy = ps->not_accepting && !own ? threads_per_child : busy_threads_of(i);
-        busy += ps->not_accepting ? threads_per_child : process_busy;
-        if (own) {
-            in.process_threads = threads_per_child;
-            in.process_busy_threads = process_busy;
-            in.process_not_accepting = ps->not_accepting != 0;
-            in.process_connections = open_connections.load(std::memory_order_relaxed) -
-                                     lingering_connections.load(std::memory_order_relaxed);
-            in.async_worker_factor = async_worker_factor;
+        if (ps->pid != 0 && ps->generation == generation && !ps->quiescing) {
+            // Event: a process that stopped accepting is full, whatever its
+            // threads are doing at this instant.
+            if (i != own) {
+                share = ps->not_accepting ? threads_per_child : busy_threads_of(i);
+            } else {
+                const int process_busy = busy_threads_of(i);
+                share = ps->not_accepting ? threads_per_child : process_busy;
+                in.process_threads = threads_per_child;
+                in.process_busy_threads = process_busy;
+                in.process_not_accepting = ps->not_accepting != 0;
+                in.process_connections = open_connections.load(std::memory_order_relaxed) -
+                                         lingering_connections.load(std::memory_order_relaxed);
+                in.async_worker_factor = async_worker_factor;
+            }
         }
+        if (shares[i].load(std::memory_order_relaxed) == share) return;
+        const int before = shares[i].exchange(share, std::memory_order_relaxed);
+        busy_total.fetch_add(share - before, std::memory_order_relaxed);
+    };
+    if (own >= 0) read_process(own);
+    const int per_walk = std::max(1, kWalkSlotBudget / std::max(1, threads_per_child));
+    const bool whole = per_walk >= server_limit;
+    const int first = whole ? 0
+                            : static_cast<int>(walk_cursor.fetch_add(static_cast<unsigned>(per_walk),
+                                                                     std::memory_order_relaxed) %
+                                               static_cast<unsigned>(server_limit));
+    const int count = whole ? server_limit : per_walk;
+    for (int k = 0; k < count; ++k) {
+        const int i = (first + k) % server_limit;
+        if (i != own) read_process(i);
     }
-    const long permille = static_cast<long>(busy) * 1000 / capacity;
+    const long busy = std::max(0, busy_total.load(std::memory_order_relaxed));
+    const long permille = busy * 1000 / capacity;
     in.worker_occupancy_permille = static_cast<int>(permille > 1000 ? 1000 : permille);
     return in;
 }

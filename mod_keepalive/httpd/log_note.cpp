@@ -35,7 +35,9 @@ std::string lowercase(const char* text) {
 // "%{keepalive}n", "%>{KeepAlive}n" (notes are looked up without regard to
 // case), or ap_expr's note('keepalive') / note("keepalive").
 bool names_note(const char* args) {
-    if (!args) return false;
+    // Both forms name "keepalive": most arguments (every line of every
+    // virtual host) are ruled out without a copy.
+    if (!args || !std::strpbrk(args, "kK") || !ap_strcasestr(args, "keepalive")) return false;
     const std::string text = lowercase(args);
     if (text.find("{keepalive}n") != std::string::npos) return true;
     for (std::size_t at = text.find("note("); at != std::string::npos; at = text.find("note(", at + 5)) {
