@@ -73,15 +73,29 @@ Pressure assess_pressure(const PressureInputs& in) {
     }
     if (in.accept_queue_waiting >= 0) {
         p.accept_queue_waiting = in.accept_queue_waiting;
-        p.input[static_cast<std::size_t>(PressureInput::AcceptQueue)] =
-            in.accept_queue_waiting > 0 ? kFull : clamp_permille(in.accept_queue_recently_permille);
+        p.client_unserved = client_unserved(in);
+        p.input[static_cast<std::size_t>(PressureInput::AcceptQueue)] = in.client_waited ? kFull : 0;
     }
     for (PressureInput which : kCombinedInputs) p.combined = std::max(p.combined, p.of(which));
-    // Occupancy sheds only when nothing says whether anyone waits.
+    // Occupancy sheds while a client waits, or when nothing says whether
+    // anyone does.
     const bool queue_known = p.of(PressureInput::AcceptQueue) >= 0;
-    p.shedding = std::max(p.of(queue_known ? PressureInput::AcceptQueue : PressureInput::WorkerOccupancy),
-                          p.of(PressureInput::ProcessWorkers));
+    const int occupancy = queue_known && !p.client_unserved ? -1 : p.of(PressureInput::WorkerOccupancy);
+    p.shedding = std::max({p.of(PressureInput::AcceptQueue), occupancy, p.of(PressureInput::ProcessWorkers)});
     return p;
+}
+
+bool client_unserved(const PressureInputs& in) {
+    return in.accept_queue_waiting > std::max(in.ready_workers, 0);
+}
+
+bool WaitTracker::observe(bool unserved, std::int64_t now_us, std::int64_t min_wait_us) {
+    if (!unserved) {
+        unserved_since_us = -1;
+        return false;
+    }
+    if (unserved_since_us < 0) unserved_since_us = now_us;
+    return now_us - unserved_since_us >= min_wait_us;
 }
 
 int PressureMemory::recall(std::int64_t now_us, std::int64_t hold_us, std::int64_t fade_us) const {

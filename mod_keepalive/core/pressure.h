@@ -32,26 +32,31 @@
 //
 //
 // Every MPM, on Linux: the accept queue, whether clients wait in the
-// listeners' accept queues for a worker to take them (TCP_INFO on the
-// listening sockets: the queue's length, as `ss -lnt` shows it). This is
-// what occupancy only guesses at: a held idle connection costs nothing
-// while nobody waits, and a worker to someone who does. The input is full
-// while a client waits, and stays so for a while after one was seen (the
-// same PressureMemory as a full event process): the responding process
-// then closes what it serves, which frees one process's workers per
-// sighting, no more than the queue asks for.
+// listeners' accept queues with no worker ready to take them (TCP_INFO on
+// the listening sockets: the queue's length, as `ss -lnt` shows it, against
+// the workers ready in accept). This is what occupancy only guesses at: a
+// held idle connection costs nothing while nobody waits, and a worker to
+// someone who does. A new connection can sit in the queue for a moment
+// while every worker is busy, on its way to one that is about to call
+// accept() again; so a client counts as waiting on its own only once the
+// queue has held more clients than ready workers for two sampling intervals
+// (WaitTracker). A momentary wait still matters with occupancy: see
+// shedding below. The input is full while clients wait, else 0.
 //
 // Two figures come out:
 //  - combined: the largest known input of kCombinedInputs. It shrinks idle
 //    timeouts (adapted_idle_timeout()), toward the floor at close_at.
 //  - shedding: the largest known input of those that close responses
-//    (load-shedding at close_at). When the accept queue is known it says
-//    whether anyone waits, so worker occupancy is left out of shedding: it
-//    becomes a guard that shortens the promises (a burst waits at most the
-//    floor for a worker) instead of the rule that closes, and keeping no
-//    longer depends on how the thresholds fit the pool's size. When the
-//    queue is unknown (not Linux, or unreadable), occupancy sheds, as before.
-//    Event's process workers always shed: they foretell its early closes.
+//    (load-shedding at close_at). When the accept queue is known, worker
+//    occupancy sheds only while a client is in the queue with no worker
+//    ready for it, even for a moment: while the queue is empty it is a
+//    guard that shortens the promises (a burst waits at most the floor for
+//    a worker) instead of the rule that closes, so connections are held
+//    above the thresholds while nobody waits, whatever the pool's size;
+//    and a client that waits two sampling intervals sheds at any
+//    occupancy. When the queue is unknown (not Linux, or unreadable),
+//    occupancy sheds, as before. Event's process workers always shed: they
+//    foretell its early closes.
 //
 // Part of the policy core: no httpd or APR headers.
 #ifndef MOD_KEEPALIVE_CORE_PRESSURE_H
@@ -81,9 +86,12 @@ struct PressureInputs {
     bool process_not_accepting = false;  // its listeners are disabled (connections above event's limit)
     int async_worker_factor = 2;         // AsyncRequestWorkerFactor, as event applies it
     // Every MPM on Linux: clients waiting in the listeners' accept queues
-    // (-1: unknown), and the memory of a client having waited (PressureMemory).
+    // (-1: unknown), the workers ready to take them (in accept, or idle for
+    // the listener to hand one to), and whether clients have waited for a
+    // worker long enough to count on their own (WaitTracker).
     int accept_queue_waiting = -1;
-    int accept_queue_recently_permille = -1;
+    int ready_workers = 0;
+    bool client_waited = false;
 };
 
 enum class PressureInput { WorkerOccupancy, ProcessWorkers, ProcessConnections, AcceptQueue };
@@ -101,13 +109,27 @@ struct Pressure {
     std::array<int, kPressureInputCount> input{-1, -1, -1, -1};  // permille, -1 unknown
     int combined = -1;  // the largest known input of kCombinedInputs; -1 when none is known
     int shedding = -1;  // the largest known input of those that close (see above); -1 when none is known
-    int accept_queue_waiting = -1;  // clients waiting in the accept queues; -1 unknown
+    int accept_queue_waiting = -1;  // clients waiting in the accept queues (ready workers or not); -1 unknown
+    bool client_unserved = false;   // more waiting than workers ready: someone waits for a worker
 
     int of(PressureInput which) const { return input[static_cast<std::size_t>(which)]; }
 };
 
 // The pressure the inputs say. Pure; out-of-range counts are clamped.
 Pressure assess_pressure(const PressureInputs& in);
+
+// Whether more clients wait in the accept queues than workers are ready to
+// take them (false when the queues are unknown).
+bool client_unserved(const PressureInputs& in);
+
+// Whether clients have waited for a worker long enough to count on their
+// own, judged from one process's samples: unserved at samples spanning at
+// least `min_wait_us`, with none between that found them served.
+struct WaitTracker {
+    std::int64_t unserved_since_us = -1;
+
+    bool observe(bool unserved, std::int64_t now_us, std::int64_t min_wait_us);
+};
 
 // A recent peak that is held, then fades: the value seen at `at_us` stands
 // for `hold_us`, then loses its full scale (1000) per `fade_us`.

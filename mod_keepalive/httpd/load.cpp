@@ -45,6 +45,7 @@ std::atomic<int> own_slot{-1};  // this process's scoreboard slot, once found
 int async_worker_factor = 2;           // AsyncRequestWorkerFactor as event applies it
 apr_interval_time_t memory_span = 0;  // the longest KeepAliveTimeout: how long a full process is remembered
 bool read_queues = false;             // KeepAliveAdaptiveQueue On and the queues were readable at start-up
+apr_interval_time_t min_queue_wait = 0;  // how long clients must wait to count: two sampling intervals
 
 std::atomic<int> open_connections{0};
 std::atomic<int> lingering_connections{0};
@@ -53,11 +54,11 @@ std::atomic<apr_time_t> next_sample_at{0};
 // The last sample's combined and shedding pressures, packed so that a
 // reader sees both of one sample: (combined + 1) | (shedding + 1) << 16.
 std::atomic<std::uint32_t> last_pressure{0};
-// When the process last had no idle thread, and when it last saw a client
-// waiting in an accept queue; updated by one thread at a time.
+// When the process last had no idle thread, and since when its samples
+// have seen clients wait for a worker; updated by one thread at a time.
 std::atomic_flag sampling = ATOMIC_FLAG_INIT;
 keepalive::PressureMemory process_full;
-keepalive::PressureMemory client_waited;
+keepalive::WaitTracker queue_wait;
 
 std::uint32_t pack(const keepalive::Pressure& p) {
     return static_cast<std::uint32_t>(p.combined + 1) | static_cast<std::uint32_t>(p.shedding + 1) << 16;
@@ -83,15 +84,26 @@ bool occupied(int status) {
     }
 }
 
+// A process's threads: those that hold a client, and those ready to take a
+// new one (in accept, or idle where the listener can hand it one).
+struct Threads {
+    int busy = 0;
+    int ready = 0;
+};
+
 // The process's worker slots are read in place: slot < ServerLimit and
 // threads_per_child <= ThreadLimit, the scoreboard's own bounds, so the
 // index checks of ap_get_scoreboard_worker_from_indexes() (a call per slot,
 // most of a walk's cost at 1,024 slots) are not needed.
-int busy_threads_of(int slot) {
+Threads threads_of(int slot) {
     const worker_score* workers = ap_scoreboard_image->servers[slot];
-    int busy = 0;
-    for (int j = 0; j < threads_per_child; ++j) busy += occupied(workers[j].status) ? 1 : 0;
-    return busy;
+    Threads t;
+    for (int j = 0; j < threads_per_child; ++j) {
+        const int status = workers[j].status;
+        t.busy += occupied(status) ? 1 : 0;
+        t.ready += status == SERVER_READY ? 1 : 0;
+    }
+    return t;
 }
 
 // Whether `slot` is this process's: the parent writes the pid into it after
@@ -118,12 +130,25 @@ constexpr int kWalkSlotBudget = 32;
 
 std::atomic<unsigned> walk_cursor{0};
 std::atomic<int> busy_total{0};
+std::atomic<int> ready_total{0};
 
-// Each process slot's share of busy_total, allocated at the first walk in
-// the child (server_limit is read at child_init; the parent never walks).
-std::atomic<int>* process_shares() {
-    static const std::unique_ptr<std::atomic<int>[]> shares(new std::atomic<int>[server_limit]());
+// Each process slot's shares of busy_total and ready_total, allocated at the
+// first walk in the child (server_limit is read at child_init; the parent
+// never walks).
+struct ProcessShare {
+    std::atomic<int> busy{0};
+    std::atomic<int> ready{0};
+};
+
+ProcessShare* process_shares() {
+    static const std::unique_ptr<ProcessShare[]> shares(new ProcessShare[server_limit]());
     return shares.get();
+}
+
+void update_share(std::atomic<int>& share, std::atomic<int>& total, int value) {
+    if (share.load(std::memory_order_relaxed) == value) return;
+    const int before = share.exchange(value, std::memory_order_relaxed);
+    total.fetch_add(value - before, std::memory_order_relaxed);
 }
 
 // One walk of the scoreboard: the inputs, but the memory.
@@ -131,7 +156,7 @@ keepalive::PressureInputs walk_scoreboard() {
     keepalive::PressureInputs in;
     if (!ap_scoreboard_image || capacity <= 0 || server_limit <= 0) return in;
     const bool event = !mpm_waits_in_worker;
-    std::atomic<int>* shares = process_shares();
+    ProcessShare* shares = process_shares();
     int own = -1;
     if (event) {
         own = own_slot.load(std::memory_order_relaxed);
@@ -143,28 +168,27 @@ keepalive::PressureInputs walk_scoreboard() {
     const auto read_process = [&](int i) {
         const process_score* ps = &ap_scoreboard_image->parent[i];  // i < ServerLimit
         int share = 0;
+        int ready = 0;
         // Processes of an earlier generation (finishing after a graceful
         // restart) or quiescing do not serve new clients: capacity is the
         // current generation's.
         if (ps->pid != 0 && ps->generation == generation && !ps->quiescing) {
             // Event: a process that stopped accepting is full, whatever its
-            // threads are doing at this instant.
-            if (i != own) {
-                share = ps->not_accepting ? threads_per_child : busy_threads_of(i);
-            } else {
-                const int process_busy = busy_threads_of(i);
-                share = ps->not_accepting ? threads_per_child : process_busy;
+            // threads are doing at this instant, and takes no new client.
+            const Threads threads = i != own && ps->not_accepting ? Threads{threads_per_child, 0} : threads_of(i);
+            share = ps->not_accepting ? threads_per_child : threads.busy;
+            ready = ps->not_accepting ? 0 : threads.ready;
+            if (i == own) {
                 in.process_threads = threads_per_child;
-                in.process_busy_threads = process_busy;
+                in.process_busy_threads = threads.busy;
                 in.process_not_accepting = ps->not_accepting != 0;
                 in.process_connections = open_connections.load(std::memory_order_relaxed) -
                                          lingering_connections.load(std::memory_order_relaxed);
                 in.async_worker_factor = async_worker_factor;
             }
         }
-        if (shares[i].load(std::memory_order_relaxed) == share) return;
-        const int before = shares[i].exchange(share, std::memory_order_relaxed);
-        busy_total.fetch_add(share - before, std::memory_order_relaxed);
+        update_share(shares[i].busy, busy_total, share);
+        update_share(shares[i].ready, ready_total, ready);
     };
     if (own >= 0) read_process(own);
     const int per_walk = std::max(1, kWalkSlotBudget / std::max(1, threads_per_child));
@@ -181,15 +205,16 @@ keepalive::PressureInputs walk_scoreboard() {
     const long busy = std::max(0, busy_total.load(std::memory_order_relaxed));
     const long permille = busy * 1000 / capacity;
     in.worker_occupancy_permille = static_cast<int>(permille > 1000 ? 1000 : permille);
+    in.ready_workers = std::max(0, ready_total.load(std::memory_order_relaxed));
     return in;
 }
 
-// A sample, with the memories of the process having had no idle thread
-// and of a client having waited when no other thread is sampling (that
-// thread owns them meanwhile; a sample without them counts what is now).
-// Both are held for the longest idle timeout: the connections kept now
-// are promised no longer than that, and while they are held a client that
-// had to wait will likely have to again.
+// A sample, with the memory of the process having had no idle thread,
+// held for the longest idle timeout (the connections kept before are
+// promised no longer than that), and whether clients have waited for a
+// worker for two sampling intervals, when no other thread is sampling
+// (that thread owns both meanwhile; a sample without them counts what is
+// now).
 keepalive::Pressure sample(apr_time_t now) {
     keepalive::PressureInputs in = walk_scoreboard();
     if (read_queues) in.accept_queue_waiting = read_accept_queues().waiting;
@@ -199,8 +224,7 @@ keepalive::Pressure sample(apr_time_t now) {
             in.process_recently_full_permille = process_full.observe(full, now, memory_span, memory_span);
         }
         if (in.accept_queue_waiting >= 0) {
-            const int waited = in.accept_queue_waiting > 0 ? 1000 : 0;
-            in.accept_queue_recently_permille = client_waited.observe(waited, now, memory_span, memory_span);
+            in.client_waited = queue_wait.observe(keepalive::client_unserved(in), now, min_queue_wait);
         }
         sampling.clear(std::memory_order_release);
     }
@@ -237,6 +261,7 @@ int load_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_ser
         adaptive_used = adaptive_used || adaptive_settings_of(s).enabled;
     }
     read_queues = adaptive_used && accept_queue_wanted() && read_accept_queues().waiting >= 0;
+    min_queue_wait = 2 * occupancy_sample_interval();
     // The parent's own check runs twice at start-up (configuration read
     // twice); saying it once is enough.
     if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {

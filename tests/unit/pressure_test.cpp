@@ -150,6 +150,7 @@ TEST(TimeoutScale, FullOccupancyWithNobodyWaitingIsTheFloor) {
     in.accept_queue_waiting = 0;
     EXPECT_DOUBLE_EQ(timeout_scale(5000000, adaptive_on(), assess_pressure(in)), 0.4);  // 2 s of 5
     in.accept_queue_waiting = 1;
+    in.client_waited = true;
     EXPECT_DOUBLE_EQ(timeout_scale(5000000, adaptive_on(), assess_pressure(in)), 0.0);
 }
 
@@ -169,7 +170,6 @@ TEST(AcceptQueue, AnEmptyQueueHoldsAboveTheOccupancyThresholds) {
     PressureInputs in;
     in.worker_occupancy_permille = 1000;
     in.accept_queue_waiting = 0;
-    in.accept_queue_recently_permille = 0;
     const Pressure p = assess_pressure(in);
     EXPECT_EQ(p.of(PressureInput::AcceptQueue), 0);
     EXPECT_EQ(p.combined, 1000);
@@ -180,6 +180,7 @@ TEST(AcceptQueue, AWaitingClientSheds) {
     PressureInputs in;
     in.worker_occupancy_permille = 100;  // whatever occupancy says
     in.accept_queue_waiting = 1;
+    in.client_waited = true;
     const Pressure p = assess_pressure(in);
     EXPECT_EQ(p.of(PressureInput::AcceptQueue), 1000);
     EXPECT_EQ(p.accept_queue_waiting, 1);
@@ -187,15 +188,60 @@ TEST(AcceptQueue, AWaitingClientSheds) {
     EXPECT_EQ(p.shedding, 1000);
 }
 
-TEST(AcceptQueue, AClientThatWaitedIsRemembered) {
+TEST(AcceptQueue, AClientOnItsWayToAReadyWorkerDoesNotCount) {
+    // A new connection sits in the queue until a worker in accept() takes
+    // it: only clients beyond the ready workers wait for one.
     PressureInputs in;
+    in.worker_occupancy_permille = 500;
+    in.accept_queue_waiting = 2;
+    in.ready_workers = 2;
+    EXPECT_FALSE(client_unserved(in));
+    Pressure p = assess_pressure(in);
+    EXPECT_FALSE(p.client_unserved);
+    EXPECT_EQ(p.accept_queue_waiting, 2);
+    in.accept_queue_waiting = 3;
+    EXPECT_TRUE(client_unserved(in));
+    EXPECT_TRUE(assess_pressure(in).client_unserved);
+}
+
+TEST(WaitTracker, AMomentaryWaitDoesNotCount) {
+    WaitTracker t;
+    EXPECT_FALSE(t.observe(false, 0, 20000));
+    EXPECT_FALSE(t.observe(true, 10000, 20000));   // seen once, 10 ms after the last sample
+    EXPECT_FALSE(t.observe(false, 20000, 20000));  // served by the next
+    EXPECT_FALSE(t.observe(true, 30000, 20000));
+    EXPECT_FALSE(t.observe(true, 40000, 20000));   // 10 ms unserved
+    EXPECT_TRUE(t.observe(true, 50000, 20000));    // 20 ms: it counts
+    EXPECT_FALSE(t.observe(false, 60000, 20000));
+}
+
+TEST(WaitTracker, AWaitCountsFromItsFirstSighting) {
+    WaitTracker t;
+    EXPECT_FALSE(t.observe(true, 1000000, 20000));  // after a quiet second: seen once
+    EXPECT_TRUE(t.observe(true, 1020000, 20000));
+}
+
+TEST(AcceptQueue, AMomentaryWaitShedsOnlyWithOccupancyAboveTheThreshold) {
+    // A client in the queue with no worker ready, not yet for two
+    // intervals: occupancy decides, as where the queue is unknown.
+    PressureInputs in;
+    in.worker_occupancy_permille = 800;
+    in.accept_queue_waiting = 1;
+    Pressure p = assess_pressure(in);
+    EXPECT_TRUE(p.client_unserved);
+    EXPECT_EQ(p.of(PressureInput::AcceptQueue), 0);
+    EXPECT_EQ(p.shedding, 800);
+    // A worker ready for it: occupancy only shrinks.
+    in.ready_workers = 1;
+    p = assess_pressure(in);
+    EXPECT_FALSE(p.client_unserved);
+    EXPECT_EQ(p.shedding, 0);
+    EXPECT_EQ(p.combined, 800);
+    // Waiting two intervals: sheds at any occupancy.
+    in.ready_workers = 0;
     in.worker_occupancy_permille = 300;
-    in.accept_queue_waiting = 0;
-    in.accept_queue_recently_permille = 900;
-    EXPECT_EQ(assess_pressure(in).shedding, 900);
-    in.accept_queue_recently_permille = 200;
-    EXPECT_EQ(assess_pressure(in).shedding, 200);
-    EXPECT_EQ(assess_pressure(in).combined, 300);
+    in.client_waited = true;
+    EXPECT_EQ(assess_pressure(in).shedding, 1000);
 }
 
 TEST(AcceptQueue, EventProcessWorkersStillShed) {
@@ -245,6 +291,7 @@ TEST(PressureGauges, PrometheusHasKnownInputsCombinedAndScales) {
     PressureInputs queued;
     queued.worker_occupancy_permille = 500;
     queued.accept_queue_waiting = 3;
+    queued.client_waited = true;
     g.pressure = assess_pressure(queued);
     const std::string waiting = render_pressure_prometheus(g);
     EXPECT_NE(waiting.find("keepalive_pressure_ratio{input=\"accept_queue\"} 1\n"), std::string::npos) << waiting;
