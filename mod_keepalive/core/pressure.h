@@ -30,7 +30,6 @@
 //    sooner, which closes the connections still kept early (measured:
 //    bench/RESULTS.md, "Early closes under event").
 //
-//
 // Every MPM, on Linux: the accept queue, whether clients wait in the
 // listeners' accept queues with no worker ready to take them (TCP_INFO on
 // the listening sockets: the queue's length, as `ss -lnt` shows it, against

@@ -11,8 +11,9 @@
 namespace keepalive::httpd {
 
 // post_config: event's AsyncRequestWorkerFactor, the longest idle timeout
-// (how long a process seen with no idle thread, or a client seen waiting,
-// is remembered) and whether the accept queues can be read;
+// (how long a process seen with no idle thread is remembered), how long a
+// client must wait to count (two sampling intervals) and whether the accept
+// queues can be read;
 // child_init: each child reads the MPM's worker limits.
 void register_load_hooks();
 
