@@ -98,6 +98,10 @@ bool WaitTracker::observe(bool unserved, std::int64_t now_us, std::int64_t min_w
     return now_us - unserved_since_us >= min_wait_us;
 }
 
+bool WaitTracker::judge(bool unserved, std::int64_t now_us, std::int64_t min_wait_us) const {
+    return unserved && unserved_since_us >= 0 && now_us - unserved_since_us >= min_wait_us;
+}
+
 int PressureMemory::recall(std::int64_t now_us, std::int64_t hold_us, std::int64_t fade_us) const {
     if (peak_permille <= 0) return 0;
     const std::int64_t elapsed = std::max<std::int64_t>(now_us - at_us, 0);

@@ -128,6 +128,8 @@ struct WaitTracker {
     std::int64_t unserved_since_us = -1;
 
     bool observe(bool unserved, std::int64_t now_us, std::int64_t min_wait_us);
+    // What observe() would answer, without recording the sample.
+    bool judge(bool unserved, std::int64_t now_us, std::int64_t min_wait_us) const;
 };
 
 // A recent peak that is held, then fades: the value seen at `at_us` stands

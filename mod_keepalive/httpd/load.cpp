@@ -22,15 +22,20 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "http_config.h"
+#include "http_log.h"
 #include "ap_mpm.h"
+#include "apr_shm.h"
 #include "http_core.h"
 #include "scoreboard.h"
 
 #include "httpd/accept_queue.h"
 #include "httpd/config.h"
 #include "httpd/response_facts.h"
+
+APLOG_USE_MODULE(keepalive);
 
 namespace keepalive::httpd {
 namespace {
@@ -59,6 +64,22 @@ std::atomic<std::uint32_t> last_pressure{0};
 std::atomic_flag sampling = ATOMIC_FLAG_INIT;
 keepalive::PressureMemory process_full;
 keepalive::WaitTracker queue_wait;
+
+// Under prefork and worker no input is a process's own, so one sample
+// serves every process: the process whose request finds it due takes it
+// (a compare-and-swap on its time) and publishes the result here, and the
+// server walks the scoreboard and reads the accept queues at most once per
+// interval, whatever its number of processes (each process sampling on its
+// own cost 5% of a request at prefork 256: bench/RESULTS.md, "The occupancy
+// sampler's cost at large pools"). Made per generation in pconf, as the
+// drain's schedule. Event keeps a sample per process: its inputs are its own.
+struct SharedSample {
+    std::atomic<apr_time_t> next_sample_at{0};
+    std::atomic<std::uint32_t> last_pressure{0};
+    // Written by the process that took the sample, one per interval.
+    keepalive::WaitTracker queue_wait;
+};
+SharedSample* shared_sample = nullptr;  // prefork and worker with the adaptive mode on
 
 std::uint32_t pack(const keepalive::Pressure& p) {
     return static_cast<std::uint32_t>(p.combined + 1) | static_cast<std::uint32_t>(p.shedding + 1) << 16;
@@ -152,7 +173,7 @@ void update_share(std::atomic<int>& share, std::atomic<int>& total, int value) {
 }
 
 // One walk of the scoreboard: the inputs, but the memory.
-keepalive::PressureInputs walk_scoreboard() {
+keepalive::PressureInputs walk_scoreboard(bool whole_pool) {
     keepalive::PressureInputs in;
     if (!ap_scoreboard_image || capacity <= 0 || server_limit <= 0) return in;
     const bool event = !mpm_waits_in_worker;
@@ -192,7 +213,7 @@ keepalive::PressureInputs walk_scoreboard() {
     };
     if (own >= 0) read_process(own);
     const int per_walk = std::max(1, kWalkSlotBudget / std::max(1, threads_per_child));
-    const bool whole = per_walk >= server_limit;
+    const bool whole = whole_pool || per_walk >= server_limit;
     const int first = whole ? 0
                             : static_cast<int>(walk_cursor.fetch_add(static_cast<unsigned>(per_walk),
                                                                      std::memory_order_relaxed) %
@@ -209,22 +230,32 @@ keepalive::PressureInputs walk_scoreboard() {
     return in;
 }
 
-// A sample, with the memory of the process having had no idle thread,
-// held for the longest idle timeout (the connections kept before are
-// promised no longer than that), and whether clients have waited for a
-// worker for two sampling intervals, when no other thread is sampling
+// A sample. A process's own: with the memory of the process having had no
+// idle thread, held for the longest idle timeout (the connections kept
+// before are promised no longer than that), and whether clients have waited
+// for a worker for two sampling intervals, when no other thread is sampling
 // (that thread owns both meanwhile; a sample without them counts what is
-// now).
-keepalive::Pressure sample(apr_time_t now) {
-    keepalive::PressureInputs in = walk_scoreboard();
+// now). The shared one: the whole pool walked, the wait judged by the
+// process that took the sample. `judge_only` reads the wait without moving
+// it (a scrape is not a sample).
+keepalive::Pressure sample(apr_time_t now, bool judge_only = false) {
+    keepalive::PressureInputs in = walk_scoreboard(shared_sample != nullptr);
     if (read_queues) in.accept_queue_waiting = read_accept_queues().waiting;
+    if (shared_sample) {
+        const bool unserved = keepalive::client_unserved(in);
+        keepalive::WaitTracker& wait = shared_sample->queue_wait;
+        in.client_waited = judge_only ? wait.judge(unserved, now, min_queue_wait)
+                                      : wait.observe(unserved, now, min_queue_wait);
+        return keepalive::assess_pressure(in);
+    }
     if ((in.process_threads > 0 || in.accept_queue_waiting >= 0) && !sampling.test_and_set(std::memory_order_acquire)) {
         if (in.process_threads > 0) {
             const int full = in.process_busy_threads >= in.process_threads ? 1000 : 0;
             in.process_recently_full_permille = process_full.observe(full, now, memory_span, memory_span);
         }
         if (in.accept_queue_waiting >= 0) {
-            in.client_waited = queue_wait.observe(keepalive::client_unserved(in), now, min_queue_wait);
+            in.client_waited = judge_only ? queue_wait.judge(keepalive::client_unserved(in), now, min_queue_wait)
+                                          : queue_wait.observe(keepalive::client_unserved(in), now, min_queue_wait);
         }
         sampling.clear(std::memory_order_release);
     }
@@ -249,7 +280,22 @@ const char* find_worker_factor(const ap_directive_t* node, const char* found) {
 // post_config: what event's limit and the memories need, and whether the
 // accept queues can be read (the listeners are open by now: the MPM's
 // open_logs hook sets them up).
-int load_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_server) {
+// One sample for the server, where no input is a process's own.
+void share_the_sample(apr_pool_t* pconf, server_rec* main_server, bool adaptive_used) {
+    shared_sample = nullptr;
+    int async = 0;
+    if (!adaptive_used || (ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) == APR_SUCCESS && async)) return;
+    apr_shm_t* shm = nullptr;
+    const apr_status_t rv = apr_shm_create(&shm, sizeof(SharedSample), nullptr, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, main_server,
+                     "mod_keepalive: no shared memory for the adaptive mode's sample: each process samples on its own");
+        return;
+    }
+    shared_sample = new (apr_shm_baseaddr_get(shm)) SharedSample{};
+}
+
+int load_post_config(apr_pool_t* pconf, apr_pool_t*, apr_pool_t*, server_rec* main_server) {
     async_worker_factor = 2;
     if (const char* arg = find_worker_factor(ap_conftree, nullptr)) {
         async_worker_factor = keepalive::event_worker_factor(arg).value_or(2);
@@ -262,6 +308,7 @@ int load_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t*, server_rec* main_ser
     }
     read_queues = adaptive_used && accept_queue_wanted() && read_accept_queues().waiting >= 0;
     min_queue_wait = 2 * occupancy_sample_interval();
+    share_the_sample(pconf, main_server, adaptive_used);
     // The parent's own check runs twice at start-up (configuration read
     // twice); saying it once is enough.
     if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
@@ -288,15 +335,17 @@ void register_load_hooks() {
 }
 
 AdaptivePressure adaptive_pressure(apr_time_t now, apr_interval_time_t interval) {
-    apr_time_t due = next_sample_at.load(std::memory_order_relaxed);
-    if (now >= due && next_sample_at.compare_exchange_strong(due, now + interval, std::memory_order_relaxed)) {
-        last_pressure.store(pack(sample(now)), std::memory_order_relaxed);
+    std::atomic<apr_time_t>& next = shared_sample ? shared_sample->next_sample_at : next_sample_at;
+    std::atomic<std::uint32_t>& last = shared_sample ? shared_sample->last_pressure : last_pressure;
+    apr_time_t due = next.load(std::memory_order_relaxed);
+    if (now >= due && next.compare_exchange_strong(due, now + interval, std::memory_order_relaxed)) {
+        last.store(pack(sample(now)), std::memory_order_relaxed);
     }
-    const std::uint32_t packed = last_pressure.load(std::memory_order_relaxed);
+    const std::uint32_t packed = last.load(std::memory_order_relaxed);
     return {static_cast<int>(packed & 0xffff) - 1, static_cast<int>(packed >> 16) - 1};
 }
 
-keepalive::Pressure fresh_pressure(apr_time_t now) { return sample(now); }
+keepalive::Pressure fresh_pressure(apr_time_t now) { return sample(now, true); }
 
 void count_connection_opened() { open_connections.fetch_add(1, std::memory_order_relaxed); }
 void count_connection_lingering() { lingering_connections.fetch_add(1, std::memory_order_relaxed); }

@@ -18,9 +18,10 @@ namespace keepalive::httpd {
 void register_load_hooks();
 
 // The combined and shedding pressures in permille, each -1 when unknown
-// (core/pressure.h). Samples at most once per `interval` per child process;
-// between samples, and in the other threads while one samples, it returns
-// the last sample.
+// (core/pressure.h). Samples at most once per `interval`: for the whole
+// server under prefork and worker (one sample in shared memory), per child
+// process under event; between samples, and while another samples, it
+// returns the last sample.
 struct AdaptivePressure {
     int combined = -1;
     int shedding = -1;

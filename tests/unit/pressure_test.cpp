@@ -215,6 +215,16 @@ TEST(WaitTracker, AMomentaryWaitDoesNotCount) {
     EXPECT_FALSE(t.observe(false, 60000, 20000));
 }
 
+TEST(WaitTracker, JudgingRecordsNothing) {
+    WaitTracker t;
+    EXPECT_FALSE(t.judge(true, 0, 20000));
+    EXPECT_FALSE(t.observe(true, 0, 20000));
+    EXPECT_FALSE(t.judge(true, 10000, 20000));
+    EXPECT_TRUE(t.judge(true, 20000, 20000));
+    EXPECT_FALSE(t.judge(false, 20000, 20000));  // served now
+    EXPECT_TRUE(t.observe(true, 20000, 20000));   // the judgement moved nothing
+}
+
 TEST(WaitTracker, AWaitCountsFromItsFirstSighting) {
     WaitTracker t;
     EXPECT_FALSE(t.observe(true, 1000000, 20000));  // after a quiet second: seen once
