@@ -59,7 +59,7 @@ sampler   What the load-adaptive mode's occupancy sampler costs per request,
           shutdown cancel out, as in bench/cost.py. Requests served are the
           access log lines. From callgrind_annotate --inclusive=yes of each
           profile: the inclusive instructions of keepalive::httpd::
-          (anonymous namespace)::sample(long), into which walk_scoreboard()
+          (anonymous namespace)::sample(long, bool), into which walk_scoreboard()
           is inlined (so also the pressure assessment and the memory of a
           full process, a few hundred instructions); and from the profiles'
           calls= lines the calls to it. Reported: instructions per walk,
@@ -69,9 +69,11 @@ sampler   What the load-adaptive mode's occupancy sampler costs per request,
           walks per request are far more than natively. The same
           configuration is then loaded natively with wrk (2 threads, the
           same connections, --native-seconds) for its requests/s, and the
-          native share is projected: at most min(1, processes x 100 /
-          (requests/s)) walks per request (each process samples at most
-          once per 10 ms), times instructions per walk, over the
+          native share is projected: at most min(1, samplers x 100 /
+          (requests/s)) walks per request (under event each process
+          samples at most once per 10 ms; under prefork and worker one
+          sample per 10 ms serves the whole server), times instructions per
+          walk, over the
           instructions of a request without walks plus those walks.
           Target: at most 0.5%.
 
@@ -137,7 +139,7 @@ MaxRequestWorkers 256
 """,
 }
 SAMPLER_PROCESSES = {"event": 16, "prefork": 256}
-SAMPLE_FUNCTION = "keepalive::httpd::(anonymous namespace)::sample(long)"
+SAMPLE_FUNCTION = "keepalive::httpd::(anonymous namespace)::sample(long, bool)"
 SAMPLE_INTERVAL_S = 0.010
 
 
@@ -625,7 +627,10 @@ def run_sampler(args):
         rps = sampler_native(mpm, args)
         per_walk = cg["walk"] / cg["walks"] if cg["walks"] else 0
         per_request = cg["total"] / cg["served"]
-        native_walks = min(1.0, cg["processes"] / SAMPLE_INTERVAL_S / rps) if rps else 1.0
+        # Event: each process samples at most once per interval; prefork and
+        # worker: one sample for the whole server (288fd8b).
+        samplers = cg["processes"] if mpm == "event" else 1
+        native_walks = min(1.0, samplers / SAMPLE_INTERVAL_S / rps) if rps else 1.0
         # Natively: the request's instructions but the walks, plus the walks
         # a request carries at the native rate.
         rest = (cg["total"] - cg["walk"]) / cg["served"]
