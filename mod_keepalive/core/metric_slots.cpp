@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 #include <unordered_map>
 
 namespace keepalive {
@@ -38,8 +39,13 @@ SlotAssignment assign_slots(MetricSlot* table, std::uint32_t table_size, std::ui
                             const std::vector<std::string>& names, std::int32_t generation,
                             std::int32_t oldest_live_generation) {
     SlotAssignment out;
-    std::unordered_map<std::string, std::uint32_t> wanted;  // name -> block, 0 until found
-    for (const std::string& name : names) wanted.emplace(slot_name(name), 0);
+    // name -> block, 0 until found. Views into `names`, cut as slot_name()
+    // cuts them: no string is copied per virtual host (at 10,000 of them,
+    // copies were most of the module's start-up cost).
+    const auto key = [](const std::string& name) { return std::string_view(name).substr(0, kSlotNameSize - 1); };
+    std::unordered_map<std::string_view, std::uint32_t> wanted;
+    wanted.reserve(names.size());
+    for (const std::string& name : names) wanted.emplace(key(name), 0);
 
     table[kTotalSlot].state = SlotState::InUse;
     set_name(table[kOtherSlot], kOtherName);
@@ -51,7 +57,7 @@ SlotAssignment assign_slots(MetricSlot* table, std::uint32_t table_size, std::ui
     for (std::uint32_t i = kFirstVhostSlot; i < table_size; ++i) {
         MetricSlot& slot = table[i];
         if (!holds(slot)) continue;
-        const auto it = wanted.find(slot.name);
+        const auto it = wanted.find(std::string_view(slot.name));
         if (it != wanted.end() && it->second == 0) {
             it->second = i;
             slot.state = SlotState::InUse;
@@ -77,7 +83,7 @@ SlotAssignment assign_slots(MetricSlot* table, std::uint32_t table_size, std::ui
     std::uint32_t next_free = kFirstVhostSlot;
     out.slots.reserve(names.size());
     for (const std::string& name : names) {
-        std::uint32_t& slot = wanted[slot_name(name)];
+        std::uint32_t& slot = wanted[key(name)];
         if (slot == 0) {
             while (next_free < end && table[next_free].state != SlotState::Free) ++next_free;
             if (next_free < end) {
