@@ -102,9 +102,10 @@ def wait_unpressed(server, limit=2 * TIMEOUT + 4):
     """Until nothing is remembered and the full timeout is advertised."""
     deadline = time.monotonic() + limit
     while True:
-        inputs, combined, scale, _ = gauges(server)
+        reading = gauges(server)
+        inputs, combined, scale, _ = reading
         if combined < 0.5 and scale == 1 and advertised(server) == TIMEOUT:
-            return
+            return reading
         assert time.monotonic() < deadline, (inputs, combined, scale)
         time.sleep(0.2)
 
@@ -120,8 +121,9 @@ def burst(server, clients, ms):
 
 
 def test_gauges_show_each_input_the_combined_pressure_and_the_scale(server, mpm):
-    wait_unpressed(server)
-    inputs, combined, scale, _ = gauges(server)
+    # The reading that found the server unpressed (a later one may not, on
+    # a loaded host: another scrape's sample can see a thread still busy).
+    inputs, combined, scale, _ = wait_unpressed(server)
     expected = INPUTS if mpm == "event" else INPUTS[:1]
     assert sorted(inputs) == sorted(expected), inputs
     assert all(0 <= v <= 1 for v in inputs.values()), inputs

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.harness.metrics import (STATUS_PATH, WAIT, Expect, json_scope,
+from tests.harness.metrics import (STATUS_PATH, WAIT, Expect, json_scope, scrape_until,
                                    mismatches, parse_exposition, scope_values,
                                    subtract, vhosts_of)
 from tests.harness.rawhttp import RawConnection, build_request
@@ -93,9 +93,12 @@ def test_label_values_are_escaped(server, scraper):
     # A virtual host has series once it has served a request.
     with RawConnection("127.0.0.1", server.port) as c:
         c.request(build_request(host="odd.test", headers=[("Connection", "close")]))
+    odd = "%s:%d" % (ODD_NAME, server.port)
+    # Its end is counted when the server is done with the connection: wait
+    # for it, so that the tests after this one see settled counters.
+    scrape_until(scraper, odd, 1)
     resp = scraper.get(STATUS_PATH)
     text = resp.body.decode("utf-8")
-    odd = "%s:%d" % (ODD_NAME, server.port)
     samples, _, _ = parse_exposition(text)
     assert odd in vhosts_of(samples), (
         "no series for vhost %r (ServerName with a quote and a backslash); "
