@@ -241,11 +241,12 @@ keepalive::PressureInputs walk_scoreboard(bool whole_pool) {
 keepalive::Pressure sample(apr_time_t now, bool judge_only = false) {
     keepalive::PressureInputs in = walk_scoreboard(shared_sample != nullptr);
     if (read_queues) in.accept_queue_waiting = read_accept_queues().waiting;
-    if (shared_sample) {
+    const auto judge_wait = [&](keepalive::WaitTracker& wait) {
         const bool unserved = keepalive::client_unserved(in);
-        keepalive::WaitTracker& wait = shared_sample->queue_wait;
-        in.client_waited = judge_only ? wait.judge(unserved, now, min_queue_wait)
-                                      : wait.observe(unserved, now, min_queue_wait);
+        return judge_only ? wait.judge(unserved, now, min_queue_wait) : wait.observe(unserved, now, min_queue_wait);
+    };
+    if (shared_sample) {
+        in.client_waited = judge_wait(shared_sample->queue_wait);
         return keepalive::assess_pressure(in);
     }
     if ((in.process_threads > 0 || in.accept_queue_waiting >= 0) && !sampling.test_and_set(std::memory_order_acquire)) {
@@ -254,8 +255,7 @@ keepalive::Pressure sample(apr_time_t now, bool judge_only = false) {
             in.process_recently_full_permille = process_full.observe(full, now, memory_span, memory_span);
         }
         if (in.accept_queue_waiting >= 0) {
-            in.client_waited = judge_only ? queue_wait.judge(keepalive::client_unserved(in), now, min_queue_wait)
-                                          : queue_wait.observe(keepalive::client_unserved(in), now, min_queue_wait);
+            in.client_waited = judge_wait(queue_wait);
         }
         sampling.clear(std::memory_order_release);
     }
